@@ -1,0 +1,179 @@
+"""Atomic checkpoints, read back with ``weights_only=True``, and the files a run keeps.
+
+A save writes a temporary file in the same directory, fsyncs it, renames it over the target and fsyncs
+the directory: a crash or a kill at any moment leaves either the old or the new checkpoint, never a
+half-written one under the real name.
+
+Files in a run directory (only rank 0 writes them):
+
+* ``last.pth``: the newest state (every epoch, and on preemption mid-epoch); what ``--resume`` reads;
+* ``checkpoint_epoch_N.pth``: every ``every`` epochs, the newest ``keep_last`` kept;
+* ``best_model.pth``: the state with the best monitored validation metric;
+* ``final_model.pth``: the state at the end of training.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .distributed import is_main_process
+from .errors import CheckpointError
+
+LAST = "last.pth"
+BEST = "best_model.pth"
+FINAL = "final_model.pth"
+EPOCH_PATTERN = "checkpoint_epoch_{epoch}.pth"
+_EPOCH_RE = re.compile(r"checkpoint_epoch_(\d+)\.pth$")
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some file systems do not allow opening directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def describe_load_error(e: Exception) -> str:
+    """A one-line reason for a failed ``torch.load``, without torch's advice to turn off weights_only."""
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()
+        detail_line = next((line.strip() for line in detail if line.strip()), "").split(" was not an allowed")[0]
+        return f"truncated, or holds pickled objects other than tensors and plain values ({detail_line})"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; a missing, truncated or foreign file is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises several types for truncated or non-checkpoint files
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {describe_load_error(e)}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint dict")
+    return state
+
+
+class CheckpointManager:
+    """Writes and finds the checkpoints of one run directory."""
+
+    def __init__(self, directory: str | Path, *, keep_last: int = 3, every: int = 1, enabled: bool | None = None) -> None:
+        if keep_last < 1:
+            raise ValueError("keep_last must be at least 1")
+        if every < 1:
+            raise ValueError("checkpoint every must be at least 1 epoch")
+        self.directory = Path(directory)
+        self.keep_last = keep_last
+        self.every = every
+        self.enabled = is_main_process() if enabled is None else enabled
+
+    @property
+    def last_path(self) -> Path:
+        return self.directory / LAST
+
+    @property
+    def best_path(self) -> Path:
+        return self.directory / BEST
+
+    @property
+    def final_path(self) -> Path:
+        return self.directory / FINAL
+
+    def epoch_path(self, epoch: int) -> Path:
+        return self.directory / EPOCH_PATTERN.format(epoch=epoch)
+
+    def epoch_checkpoints(self) -> list[tuple[int, Path]]:
+        """``(epoch, path)`` of the periodic checkpoints, newest first."""
+        found = []
+        for p in self.directory.glob("checkpoint_epoch_*.pth"):
+            m = _EPOCH_RE.search(p.name)
+            if m:
+                found.append((int(m.group(1)), p))
+        return sorted(found, reverse=True)
+
+    def save_last(self, state: dict[str, Any]) -> Path | None:
+        return atomic_save(state, self.last_path) if self.enabled else None
+
+    def save_epoch(self, state: dict[str, Any], epoch: int, *, force: bool = False) -> Path | None:
+        """Save ``state`` as last.pth and, every ``every`` epochs (or when ``force``), as checkpoint_epoch_N.pth."""
+        if not self.enabled:
+            return None
+        last = atomic_save(state, self.last_path)
+        if not force and epoch % self.every != 0:
+            return last
+        # A separate copy, not a hard link: damage to last.pth on disk must leave this one readable.
+        target = atomic_save(state, self.epoch_path(epoch))
+        for _, old in self.epoch_checkpoints()[self.keep_last :]:
+            old.unlink(missing_ok=True)
+        _fsync_dir(self.directory)
+        return target
+
+    def save_best(self, state: dict[str, Any]) -> Path | None:
+        return atomic_save(state, self.best_path) if self.enabled else None
+
+    def save_final(self, state: dict[str, Any]) -> Path | None:
+        return atomic_save(state, self.final_path) if self.enabled else None
+
+    def candidates(self) -> list[Path]:
+        """Checkpoints to resume from, newest first: last.pth, then the periodic ones."""
+        out = [self.last_path] if self.last_path.is_file() else []
+        out += [p for _, p in self.epoch_checkpoints()]
+        return out
+
+    def load_latest(
+        self, map_location: str | torch.device = "cpu", warn: Callable[[str], None] | None = None
+    ) -> tuple[Path, dict[str, Any]] | None:
+        """The newest readable checkpoint, or None when there is none.
+
+        A corrupt file is reported by name through ``warn`` and the next older one is tried; if every
+        file is corrupt, that is a CheckpointError listing them.
+        """
+        problems = []
+        for path in self.candidates():
+            try:
+                return path, load_checkpoint(path, map_location)
+            except CheckpointError as e:
+                problems.append(str(e))
+                if warn is not None:
+                    warn(f"{e}; trying the previous checkpoint")
+        if problems:
+            raise CheckpointError("no readable checkpoint in " + str(self.directory) + ": " + "; ".join(problems))
+        return None

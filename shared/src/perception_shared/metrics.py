@@ -1,0 +1,134 @@
+"""Metrics that more than one package needs.
+
+Means over ranks are exact: each rank keeps a sum and a count, and the reduction adds both, so an
+uneven last batch (or a rank with fewer samples) is weighted correctly. The regression metrics are pure
+functions over array-likes (numpy arrays, tensors, lists), computed in float64 and returned as numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from .distributed import all_reduce_sum
+
+
+class RunningMean:
+    """A weighted running mean: ``update(value, n)`` adds ``value`` as the mean of ``n`` items."""
+
+    def __init__(self) -> None:
+        self.sum = 0.0
+        self.count = 0.0
+
+    def update(self, value: float | torch.Tensor, n: float = 1) -> None:
+        v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+        self.sum += v * n
+        self.count += n
+
+    def compute(self) -> float:
+        return self.sum / self.count if self.count else float("nan")
+
+    def reduce(self, device: torch.device | str = "cpu") -> float:
+        """The mean over all ranks (a collective: call it on every rank)."""
+        t = all_reduce_sum(torch.tensor([self.sum, self.count], dtype=torch.float64, device=device))
+        return float(t[0] / t[1]) if float(t[1]) else float("nan")
+
+
+class MeanDict:
+    """Running means of several named values, reduced over ranks in one collective."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, float] = {}
+
+    def update(self, values: Mapping[str, float | torch.Tensor], n: float = 1) -> None:
+        for k, v in values.items():
+            v = float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+            self._sums[k] = self._sums.get(k, 0.0) + v * n
+            self._counts[k] = self._counts.get(k, 0.0) + n
+
+    def compute(self) -> dict[str, float]:
+        return {k: self._sums[k] / self._counts[k] for k in self._sums if self._counts[k]}
+
+    def reduce(self, device: torch.device | str = "cpu") -> dict[str, float]:
+        """Means over all ranks. Every rank must have updated the same keys (a collective)."""
+        keys = sorted(self._sums)
+        if not keys:
+            return {}
+        t = torch.tensor([[self._sums[k], self._counts[k]] for k in keys], dtype=torch.float64, device=device)
+        t = all_reduce_sum(t)
+        return {k: float(t[i, 0] / t[i, 1]) for i, k in enumerate(keys) if float(t[i, 1])}
+
+
+def _as_2d(x: Any) -> np.ndarray:
+    a = x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
+    return a[:, None] if a.ndim == 1 else a
+
+
+def _check(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+    p, t = _as_2d(pred), _as_2d(target)
+    if p.shape != t.shape:
+        raise ValueError(f"prediction shape {p.shape} does not match target shape {t.shape}")
+    squeeze = np.ndim(pred.cpu() if isinstance(pred, torch.Tensor) else pred) == 1
+    return p, t, squeeze
+
+
+def pearson_r(pred: Any, target: Any) -> np.ndarray | float:
+    """Pearson correlation per column of (N, D) inputs (a float for 1-D inputs).
+
+    A column with zero variance has no defined correlation and gives NaN.
+    """
+    p, t, squeeze = _check(pred, target)
+    pc = p - p.mean(axis=0)
+    tc = t - t.mean(axis=0)
+    denom = np.sqrt((pc**2).sum(axis=0) * (tc**2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(denom > 0, (pc * tc).sum(axis=0) / np.where(denom > 0, denom, 1.0), np.nan)
+    r = np.clip(r, -1.0, 1.0)
+    return float(r[0]) if squeeze else r
+
+
+def mae(pred: Any, target: Any) -> np.ndarray | float:
+    """Mean absolute error per column (same units as the inputs)."""
+    p, t, squeeze = _check(pred, target)
+    m = np.abs(p - t).mean(axis=0)
+    return float(m[0]) if squeeze else m
+
+
+def rmse(pred: Any, target: Any) -> np.ndarray | float:
+    """Root mean squared error per column (same units as the inputs)."""
+    p, t, squeeze = _check(pred, target)
+    m = np.sqrt(((p - t) ** 2).mean(axis=0))
+    return float(m[0]) if squeeze else m
+
+
+def bootstrap_ci(
+    statistic: Callable[..., Any],
+    *arrays: Any,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap confidence interval of ``statistic(*arrays)``, resampling rows together.
+
+    Returns ``(low, high)`` with the statistic's shape. Resamples where the statistic is NaN (for
+    example a constant column) are ignored.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    data = [x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x) for x in arrays]
+    n = len(data[0])
+    if any(len(d) != n for d in data):
+        raise ValueError("bootstrap_ci: all arrays need the same number of rows")
+    rng = np.random.default_rng(seed)
+    stats = np.stack(
+        [np.asarray(statistic(*[d[idx] for d in data]), dtype=np.float64) for idx in (rng.integers(0, n, n) for _ in range(n_boot))]
+    )
+    alpha = (1 - confidence) / 2
+    with np.errstate(invalid="ignore"):
+        lo = np.nanquantile(stats, alpha, axis=0)
+        hi = np.nanquantile(stats, 1 - alpha, axis=0)
+    return lo, hi

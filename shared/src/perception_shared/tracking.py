@@ -1,0 +1,122 @@
+"""The same scalars to TensorBoard and to ``metrics.csv``; figures to TensorBoard and PNG.
+
+``metrics.csv`` is long format, one row per scalar: ``wall_time,step,tag,value``, so new tags can
+appear at any time and the file can be appended to after a resume. Only rank 0 writes anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .distributed import is_main_process
+
+
+class Tracker:
+    """Scalar and figure logging for one run directory."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        tensorboard: bool = True,
+        enabled: bool | None = None,
+        purge_step: int | None = None,
+    ) -> None:
+        """``purge_step``: on resume, drop what an interrupted run logged at or after this step, so the
+        replayed steps are not counted twice (TensorBoard's ``purge_step``, and the same for the CSV)."""
+        self.run_dir = Path(run_dir)
+        self.enabled = is_main_process() if enabled is None else enabled
+        self._tb = None
+        self._csv_file = None
+        if not self.enabled:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.csv_path = self.run_dir / "metrics.csv"
+        if purge_step is not None and self.csv_path.exists():
+            _purge_csv(self.csv_path, purge_step)
+        new = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
+        self._csv_file = open(self.csv_path, "a", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._csv_file)
+        if new:
+            self._csv.writerow(["wall_time", "step", "tag", "value"])
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=purge_step)
+
+    def log_scalars(self, scalars: Mapping[str, Any], step: int, prefix: str = "") -> None:
+        """Log ``{tag: number}``; tags get ``prefix`` (for example ``'val/'``)."""
+        if not self.enabled:
+            return
+        now = time.time()
+        for tag, value in scalars.items():
+            v = float(value)
+            name = f"{prefix}{tag}"
+            self._csv.writerow([f"{now:.3f}", step, name, repr(v) if math.isfinite(v) else str(v)])
+            if self._tb is not None:
+                self._tb.add_scalar(name, v, step)
+        self._csv_file.flush()
+
+    def log_figure(self, tag: str, figure: Any, step: int, *, close: bool = True) -> Path | None:
+        """Save a matplotlib figure as ``figures/<tag>_<step>.png`` and to TensorBoard; returns the PNG path."""
+        if not self.enabled:
+            if close:
+                import matplotlib.pyplot as plt
+
+                plt.close(figure)
+            return None
+        safe = tag.replace("/", "_")
+        path = self.run_dir / "figures" / f"{safe}_{step:06d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=100, bbox_inches="tight")
+        if self._tb is not None:
+            self._tb.add_figure(tag, figure, step, close=False)
+        if close:
+            import matplotlib.pyplot as plt
+
+            plt.close(figure)
+        return path
+
+    def flush(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+        if self._csv_file is not None:
+            self._csv_file.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+        if self._csv_file is not None:
+            self._csv_file.close()
+            self._csv_file = None
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _purge_csv(path: Path, purge_step: int) -> None:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if len(r) == 4 and int(r[1]) < purge_step]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(kept)
+    tmp.replace(path)
+
+
+def read_scalars(csv_path: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Read ``metrics.csv`` back as ``{tag: [(step, value), ...]}``."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            out.setdefault(row["tag"], []).append((int(row["step"]), float(row["value"])))
+    return out

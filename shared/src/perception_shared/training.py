@@ -1,0 +1,405 @@
+"""The generic epoch loop: no framework, every step visible.
+
+A package gives the ``Trainer`` a model, an optimizer, a training loader from ``make_train_loader``,
+and two functions:
+
+* ``step_fn(model, batch, info) -> StepOutput``: the forward pass and loss for one batch (called under
+  autocast; ``model`` is the DDP-wrapped model in a multi-process job, ``batch`` is already on the
+  device). The loop does backward, gradient clipping, the optimizer and per-step scheduler steps.
+* ``eval_fn(model, epoch) -> {name: value}``: validation metrics over the whole validation set, already
+  combined over ranks (``MeanDict.reduce`` or ``gather_by_index``). Called on every rank with the
+  unwrapped model in eval mode under ``torch.no_grad()``.
+
+The loop owns what must be the same everywhere: epochs and mid-epoch resumption, checkpoint cadence,
+best/last/final checkpoints, early stopping, preemption, TensorBoard/CSV logging and the history plot.
+Every scalar is logged against the global optimizer step; the per-epoch history also has ``epoch``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from . import __version__
+from .checkpoint import CheckpointManager, load_checkpoint
+from .config import config_to_dict, save_config
+from .distributed import DistContext, all_gather_object, barrier
+from .errors import CheckpointError
+from .logging import get_logger, progress
+from .metrics import MeanDict
+from .plotting import plot_history, write_history_csv
+from .precision import Precision
+from .preemption import MARKER, Preempted, PreemptionHandler
+from .samplers import SeededDataset, ShardedSampler
+from .seed import capture_rng_state, restore_rng_state
+from .tracking import Tracker
+
+HISTORY_CSV = "training_history.csv"
+HISTORY_PNG = "training_history.png"
+
+
+@dataclass
+class LoopConfig:
+    """The loop's settings; packages nest it in their config as ``loop``."""
+
+    epochs: int = 10
+    grad_clip: float | None = None
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    checkpoint_every: int = 1
+    keep_last: int = 3
+    monitor: str = "val/loss"
+    mode: Literal["min", "max"] = "min"
+    early_stopping_patience: int | None = None
+    eval_every: int = 1
+    log_every: int = 10
+    max_steps_per_epoch: int | None = None
+    stop_on_nonfinite: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"loop.epochs must be at least 1, got {self.epochs}")
+        if self.checkpoint_every < 1 or self.keep_last < 1 or self.eval_every < 1 or self.log_every < 1:
+            raise ValueError("loop.checkpoint_every, keep_last, eval_every and log_every must be at least 1")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"loop.grad_clip must be positive or null, got {self.grad_clip}")
+
+
+@dataclass
+class StepOutput:
+    """What ``step_fn`` returns: the loss to minimize, extra scalars to log, and the batch's weight.
+
+    ``n`` weights this batch in the epoch means (for example the number of samples or fixations).
+    """
+
+    loss: torch.Tensor
+    metrics: dict[str, float | torch.Tensor] = field(default_factory=dict)
+    n: float = 1.0
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    epoch: int  # 0-based epoch being trained
+    step: int  # global optimizer steps done before this one
+    batch_index: int  # index of this batch within the epoch
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    epochs_completed: int
+    global_step: int
+    best_metric: float | None
+    best_epoch: int | None
+    stopped_early: bool
+    history: list[dict[str, Any]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor in a (nested) dict/list/tuple to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        moved = [to_device(v, device) for v in batch]
+        return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
+    return batch
+
+
+def _is_better(value: float, best: float | None, mode: str) -> bool:
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value < best if mode == "min" else value > best
+
+
+class Trainer:
+    """Runs ``LoopConfig.epochs`` epochs of ``step_fn`` with validation, checkpoints and resumption."""
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        train_loader: torch.utils.data.DataLoader,
+        step_fn: Callable[[nn.Module, Any, StepInfo], StepOutput],
+        loop: LoopConfig,
+        ctx: DistContext,
+        run_dir: str | Path,
+        config: Any,
+        eval_fn: Callable[[nn.Module, int], dict[str, float]] | None = None,
+        scheduler: Any = None,
+        scheduler_interval: Literal["epoch", "step", "plateau"] = "epoch",
+        extra_state: dict[str, Any] | None = None,
+        ddp_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if scheduler_interval not in ("epoch", "step", "plateau"):
+            raise ValueError(f"scheduler_interval must be epoch, step or plateau; got {scheduler_interval!r}")
+        if not isinstance(train_loader.sampler, ShardedSampler):
+            raise TypeError("Trainer needs a loader from perception_shared.samplers.make_train_loader")
+        self.ctx = ctx
+        self.loop = loop
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.module = model.to(ctx.device)
+        self.model: nn.Module = self.module
+        if ctx.is_distributed and any(p.requires_grad for p in self.module.parameters()):
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.module, device_ids=ids, **(ddp_kwargs or {}))
+        self.optimizer = optimizer
+        self.loader = train_loader
+        self.step_fn = step_fn
+        self.eval_fn = eval_fn
+        self.scheduler = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.extra_state = extra_state if extra_state is not None else {}
+        self.precision = Precision(loop.precision, ctx.device)
+        self.checkpoints = CheckpointManager(self.run_dir, keep_last=loop.keep_last, every=loop.checkpoint_every)
+        self.preemption = PreemptionHandler()
+        self.logger = get_logger("train")
+        self.tracker: Tracker | None = None
+        # Progress, restored on resume.
+        self.epoch = 0  # completed epochs
+        self.global_step = 0
+        self.batch_in_epoch = 0
+        self.best_metric: float | None = None
+        self.best_epoch: int | None = None
+        self.bad_epochs = 0
+        self.history: list[dict[str, Any]] = []
+        self._epoch_means = MeanDict()
+
+    # ----- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly; collective (gathers every rank's RNG state)."""
+        rng = all_gather_object(capture_rng_state())
+        return {
+            "format": "perception-lab-checkpoint/1",
+            "perception_shared_version": __version__,
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.precision.scaler.state_dict(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "batch_in_epoch": self.batch_in_epoch,
+            "epoch_means": {"sums": dict(self._epoch_means._sums), "counts": dict(self._epoch_means._counts)},
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+            "rng": rng,
+            "world_size": self.ctx.world_size,
+            "config": config_to_dict(self.config),
+            "extra": self.extra_state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
+        try:
+            self.module.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state.get("scheduler") is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+            self.precision.scaler.load_state_dict(state["scaler"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {source} does not fit this model/optimizer: {e}") from None
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self._epoch_means = MeanDict()
+        self._epoch_means._sums = dict(state["epoch_means"]["sums"])
+        self._epoch_means._counts = dict(state["epoch_means"]["counts"])
+        self.best_metric = state["best_metric"]
+        self.best_epoch = state["best_epoch"]
+        self.bad_epochs = int(state["bad_epochs"])
+        self.history = list(state["history"])
+        self.extra_state.update(state.get("extra") or {})
+        rng = state["rng"]
+        restore_rng_state(rng[self.ctx.rank] if len(rng) == self.ctx.world_size else rng[0])
+        saved = state.get("config")
+        current = config_to_dict(self.config)
+        if isinstance(saved, dict) and isinstance(current, dict):
+            diffs = _config_diffs(saved, current)
+            if diffs:
+                self.logger.warning("resuming with a config that differs from the checkpoint's: %s", "; ".join(diffs[:10]))
+
+    def _resume(self, resume_from: Path | None) -> None:
+        if resume_from is not None and resume_from.is_file():
+            path, state = resume_from, load_checkpoint(resume_from)
+        else:
+            found = self.checkpoints.load_latest(warn=self.logger.warning)
+            if found is None:
+                raise CheckpointError(f"--resume: no checkpoint in {self.run_dir}")
+            path, state = found
+        self.load_state_dict(state, path)
+        self.logger.info(
+            "resumed from %s: %d epoch(s) done, step %d, batch %d of the current epoch",
+            path,
+            self.epoch,
+            self.global_step,
+            self.batch_in_epoch,
+        )
+
+    # ----- loop --------------------------------------------------------------------------------
+    def fit(self, resume: bool = False, resume_from: str | Path | None = None) -> FitResult:
+        """Train to ``loop.epochs``; with ``resume`` continue from the run directory's newest checkpoint."""
+        if resume or resume_from is not None:
+            self._resume(Path(resume_from) if resume_from is not None else None)
+        if self.ctx.is_main:
+            save_config(self.config, self.run_dir / "config.yaml")
+            (self.run_dir / MARKER).unlink(missing_ok=True)
+        self.tracker = Tracker(self.run_dir, purge_step=self.global_step + 1 if self.global_step else None)
+        stopped_early = False
+        try:
+            with self.preemption:
+                while self.epoch < self.loop.epochs:
+                    self._train_epoch()
+                    stop = self._end_epoch()
+                    if stop:
+                        stopped_early = True
+                        self.logger.info(
+                            "early stopping after epoch %d: %s has not improved for %d evaluations",
+                            self.epoch,
+                            self.loop.monitor,
+                            self.bad_epochs,
+                        )
+                        break
+            final_state = self.state_dict()  # collective: every rank takes part
+            self.checkpoints.save_final(final_state)
+            barrier()
+        finally:
+            self.tracker.close()
+        return FitResult(self.run_dir, self.epoch, self.global_step, self.best_metric, self.best_epoch, stopped_early, self.history)
+
+    def _train_epoch(self) -> None:
+        epoch = self.epoch
+        sampler: ShardedSampler = self.loader.sampler  # type: ignore[assignment]
+        sampler.set_epoch(epoch)
+        if isinstance(self.loader.dataset, SeededDataset):
+            self.loader.dataset.set_epoch(epoch)
+        if self.batch_in_epoch:
+            sampler.set_start(self.batch_in_epoch * self.loader.batch_size)  # type: ignore[operator]
+        else:
+            self._epoch_means = MeanDict()
+        self.model.train()
+        self._epoch_start = time.time()
+        total = len(self.loader) + self.batch_in_epoch
+        if self.loop.max_steps_per_epoch is not None:
+            total = min(total, self.loop.max_steps_per_epoch)
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        bar = progress(self.loader, total=total, initial=self.batch_in_epoch, desc=f"epoch {epoch + 1}/{self.loop.epochs}", leave=False)
+        for i, batch in enumerate(bar, start=self.batch_in_epoch):
+            if i >= total:
+                break
+            batch = to_device(batch, self.ctx.device)
+            with self.precision.autocast():
+                out = self.step_fn(self.model, batch, StepInfo(epoch, self.global_step, i))
+            loss = out.loss
+            if not torch.isfinite(loss.detach()).all():
+                message = f"training loss is {float(loss.detach())} at epoch {epoch + 1}, step {self.global_step}"
+                if self.loop.stop_on_nonfinite:
+                    raise NonFiniteLossError(message + f"; the last good checkpoint is in {self.run_dir}")
+                self.logger.warning(message + "; skipping this batch")
+                self.optimizer.zero_grad(set_to_none=True)
+                continue
+            self.optimizer.zero_grad(set_to_none=True)
+            self.precision.backward(loss)
+            self.precision.step(self.optimizer, params, self.loop.grad_clip)
+            if self.scheduler is not None and self.scheduler_interval == "step":
+                self.scheduler.step()
+            self.global_step += 1
+            self.batch_in_epoch = i + 1
+            values = {"loss": loss.detach()}
+            values.update({k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in out.metrics.items()})
+            self._epoch_means.update(values, n=out.n)
+            if self.global_step % self.loop.log_every == 0:
+                local = {k: float(v) for k, v in values.items()}
+                local["lr"] = self.optimizer.param_groups[0]["lr"]
+                self.tracker.log_scalars(local, self.global_step, prefix="train_step/")  # type: ignore[union-attr]
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{local['loss']:.4g}")
+            if self.preemption.should_stop(self.ctx.device):
+                self._preempt()
+        if hasattr(bar, "close"):
+            bar.close()
+
+    def _preempt(self) -> None:
+        state = self.state_dict()
+        path = None
+        if self.ctx.is_main:
+            path = self.checkpoints.save_last(state)
+            (self.run_dir / MARKER).write_text(
+                f"stopped by {self.preemption.signal_name} at epoch {self.epoch + 1}, step {self.global_step}\n"
+            )
+        barrier()
+        message = (
+            f"received {self.preemption.signal_name}: saved {self.run_dir / 'last.pth'} at epoch {self.epoch + 1}, "
+            f"step {self.global_step}; continue with --resume --run-dir {self.run_dir}"
+        )
+        self.logger.warning(message)
+        raise Preempted(message, str(path) if path else None)
+
+    def _end_epoch(self) -> bool:
+        """Reduce, validate, step the scheduler, checkpoint and log; True if early stopping triggers."""
+        epoch_done = self.epoch + 1
+        train = self._epoch_means.reduce(self.ctx.device)
+        row: dict[str, Any] = {"epoch": epoch_done, "step": self.global_step}
+        row.update({f"train/{k}": v for k, v in train.items()})
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        if self.eval_fn is not None and (epoch_done % self.loop.eval_every == 0 or epoch_done == self.loop.epochs):
+            self.module.eval()
+            with torch.no_grad(), self.precision.autocast():
+                val = self.eval_fn(self.module, epoch_done)
+            row.update({f"val/{k}": float(v) for k, v in val.items()})
+        row["time_s"] = time.time() - self._epoch_start
+        monitored = row.get(self.loop.monitor)
+        if self.scheduler is not None:
+            if self.scheduler_interval == "epoch":
+                self.scheduler.step()
+            elif self.scheduler_interval == "plateau" and monitored is not None:
+                self.scheduler.step(monitored)
+        improved = monitored is not None and _is_better(monitored, self.best_metric, self.loop.mode)
+        if improved:
+            self.best_metric, self.best_epoch, self.bad_epochs = float(monitored), epoch_done, 0
+        elif monitored is not None:
+            self.bad_epochs += 1
+        self.epoch = epoch_done
+        self.batch_in_epoch = 0
+        self._epoch_means = MeanDict()
+        self.history.append(row)
+        self.tracker.log_scalars({k: v for k, v in row.items() if k != "step"}, self.global_step)  # type: ignore[union-attr]
+        state = self.state_dict()
+        if self.ctx.is_main:
+            self.checkpoints.save_epoch(state, epoch_done, force=epoch_done == self.loop.epochs)
+            if improved:
+                self.checkpoints.save_best(state)
+            write_history_csv(self.history, self.run_dir / HISTORY_CSV)
+            plot_history(self.history, self.run_dir / HISTORY_PNG)
+        barrier()
+        summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if "/" in k)
+        self.logger.info("epoch %d/%d (step %d): %s", epoch_done, self.loop.epochs, self.global_step, summary)
+        patience = self.loop.early_stopping_patience
+        return patience is not None and self.bad_epochs >= patience
+
+
+def _config_diffs(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(saved) | set(current)):
+        a, b = saved.get(k), current.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_diffs(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out

@@ -1,0 +1,158 @@
+import math
+import os
+import signal
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+from perception_shared.checkpoint import load_checkpoint
+from perception_shared.distributed import init_distributed
+from perception_shared.preemption import MARKER, Preempted
+from perception_shared.samplers import make_train_loader
+from perception_shared.seed import seed_everything
+from perception_shared.tracking import read_scalars
+from perception_shared.training import LoopConfig, NonFiniteLossError, StepOutput, Trainer
+
+TRUE_W = torch.tensor([1.5, -2.0, 0.5, 3.0])
+
+
+class NoisyRegression(Dataset):
+    """y = x . w; random augmentation (input noise) drawn from the global RNGs inside __getitem__."""
+
+    def __init__(self, n=48):
+        g = torch.Generator().manual_seed(123)
+        self.x = torch.randn(n, 4, generator=g)
+        self.y = self.x @ TRUE_W
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i] + 0.05 * torch.randn(4), self.y[i]
+
+
+def build(run_dir, epochs, *, workers=0, sched="multistep", signal_at=None, patience=None, lr=0.05, loop_kw=None):
+    seed_everything(0)
+    ctx = init_distributed("cpu", environ={})
+    model = nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.1), nn.Tanh(), nn.Linear(16, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    scheduler, interval = None, "epoch"
+    if sched == "multistep":
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[2], gamma=0.5)
+    elif sched == "plateau":
+        scheduler, interval = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0, factor=0.5), "plateau"
+    ds = NoisyRegression()
+    loader = make_train_loader(ds, batch_size=8, seed=7, num_workers=workers)
+    val = TensorDataset(ds.x, ds.y)
+
+    def step(m, batch, info):
+        if signal_at is not None and info.step == signal_at:
+            os.kill(os.getpid(), signal.SIGTERM)  # a real signal, handled at the end of this step
+        x, y = batch
+        loss = ((m(x).squeeze(-1) - y) ** 2).mean()
+        return StepOutput(loss, {"abs": (m(x).squeeze(-1) - y).abs().mean()}, n=len(y))
+
+    def evaluate(m, epoch):
+        x, y = val.tensors
+        return {"loss": float(((m(x).squeeze(-1) - y) ** 2).mean())}
+
+    loop = LoopConfig(epochs=epochs, early_stopping_patience=patience, log_every=2, **(loop_kw or {}))
+    trainer = Trainer(model=model, optimizer=opt, train_loader=loader, step_fn=step, eval_fn=evaluate,
+                      loop=loop, ctx=ctx, run_dir=run_dir, config={"epochs": epochs}, scheduler=scheduler,
+                      scheduler_interval=interval)
+    return trainer, model
+
+
+def params(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_two_epochs_plus_resume_equals_three_straight(tmp_path):
+    straight, m1 = build(tmp_path / "a", 3)
+    r1 = straight.fit()
+    first, _ = build(tmp_path / "b", 2)
+    first.fit()
+    resumed, m2 = build(tmp_path / "b", 3)
+    r2 = resumed.fit(resume=True)
+    assert torch.allclose(params(m1), params(m2), atol=1e-6)
+    assert [h["val/loss"] for h in r1.history] == pytest.approx([h["val/loss"] for h in r2.history], rel=1e-6)
+    assert r2.global_step == r1.global_step == 18
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(0.025)  # the scheduler resumed too
+
+
+def test_sigterm_mid_epoch_saves_and_resume_matches_uninterrupted(tmp_path):
+    """Random augmentation in 2 worker processes, a real SIGTERM in the middle of epoch 2."""
+    straight, m1 = build(tmp_path / "a", 3, workers=2)
+    r1 = straight.fit()
+    interrupted, _ = build(tmp_path / "b", 3, workers=2, signal_at=8)
+    with pytest.raises(Preempted, match="SIGTERM"):
+        interrupted.fit()
+    assert (tmp_path / "b" / MARKER).exists()
+    state = load_checkpoint(tmp_path / "b" / "last.pth")
+    assert (state["epoch"], state["global_step"], state["batch_in_epoch"]) == (1, 9, 3)
+    resumed, m2 = build(tmp_path / "b", 3, workers=2)
+    r2 = resumed.fit(resume=True)
+    assert not (tmp_path / "b" / MARKER).exists()
+    assert torch.allclose(params(m1), params(m2), atol=1e-6)
+    h1, h2 = r1.history, r2.history
+    assert [h["train/loss"] for h in h1] == pytest.approx([h["train/loss"] for h in h2], rel=1e-6)
+    # the replayed steps are not logged twice
+    steps = [s for s, _ in read_scalars(tmp_path / "b" / "metrics.csv")["train_step/loss"]]
+    assert steps == sorted(set(steps)) == list(range(2, 19, 2))
+
+
+def test_training_learns_the_known_linear_map(tmp_path):
+    trainer, model = build(tmp_path, 20, sched=None, lr=0.03)
+    result = trainer.fit()
+    # the optimum is ~0 (inputs carry 0.05 noise); start ~10
+    assert result.best_metric < 0.05 * result.history[0]["val/loss"]
+    assert result.best_metric == min(h["val/loss"] for h in result.history)
+    assert result.best_epoch is not None and (tmp_path / "best_model.pth").exists()
+    best = load_checkpoint(tmp_path / "best_model.pth")
+    assert best["epoch"] == result.best_epoch
+    for name in ("training_history.csv", "training_history.png", "metrics.csv", "config.yaml", "final_model.pth"):
+        assert (tmp_path / name).exists(), name
+    assert (tmp_path / "tensorboard").is_dir()
+
+
+def test_keep_last_prunes_periodic_checkpoints(tmp_path):
+    trainer, _ = build(tmp_path, 5, loop_kw={"keep_last": 2, "checkpoint_every": 1})
+    trainer.fit()
+    assert sorted(p.name for p in tmp_path.glob("checkpoint_epoch_*.pth")) == ["checkpoint_epoch_4.pth", "checkpoint_epoch_5.pth"]
+
+
+def test_early_stopping_and_plateau_scheduler(tmp_path):
+    # lr so high that validation never improves after the first epoch
+    trainer, _ = build(tmp_path, 30, sched="plateau", patience=2, lr=5.0)
+    result = trainer.fit()
+    assert result.stopped_early and result.epochs_completed < 30
+    lrs = [h["lr"] for h in result.history]
+    assert lrs[-1] < lrs[0]  # ReduceLROnPlateau acted on the monitored value
+
+
+def test_nonfinite_loss_stops_with_a_clear_error(tmp_path):
+    trainer, _ = build(tmp_path, 2)
+    trainer.step_fn = lambda m, b, info: StepOutput(torch.tensor(math.nan, requires_grad=True))
+    with pytest.raises(NonFiniteLossError, match="nan at epoch 1, step 0"):
+        trainer.fit()
+
+
+def test_resume_with_a_model_that_does_not_fit_is_a_checkpoint_error(tmp_path):
+    from perception_shared.errors import CheckpointError
+
+    trainer, _ = build(tmp_path, 1)
+    trainer.fit()
+    other, _ = build(tmp_path, 2)
+    other.module = nn.Linear(4, 1)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        other.fit(resume=True)
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path):
+    from perception_shared.errors import CheckpointError
+
+    trainer, _ = build(tmp_path, 1)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        trainer.fit(resume=True)
