@@ -9,8 +9,15 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import perception_shared.checkpoint as checkpoint_mod
-from perception_shared.distributed import all_gather_object, gather_by_index, init_distributed, shutdown
-from perception_shared.errors import UserError
+from perception_shared.distributed import (
+    all_gather_object,
+    gather_by_index,
+    get_rank,
+    init_distributed,
+    main_then_broadcast,
+    shutdown,
+)
+from perception_shared.errors import DataError, UserError
 from perception_shared.logging import setup_logging
 from perception_shared.metrics import MeanDict
 from perception_shared.preemption import Preempted
@@ -44,6 +51,18 @@ def main(out_dir: str) -> None:
     tl = make_train_loader(ds, batch_size=2, seed=0)
     tl.sampler.set_epoch(1)
     found["train_local"] = list(iter(tl.sampler))
+
+    # work done once on rank 0 reaches every rank; its user error is raised on every rank
+    found["broadcast"] = main_then_broadcast(lambda: {"from_rank": get_rank()})
+
+    def failing():
+        raise DataError("images/x.png: unreadable")
+
+    try:
+        main_then_broadcast(failing)
+        found["broadcast_error"] = None
+    except DataError as e:
+        found["broadcast_error"] = str(e)
 
     # one run directory name for all ranks
     run_dir = prepare_run_dir(Path(out_dir) / "runs")

@@ -113,6 +113,8 @@ def test_two_process_gloo(tmp_path):
     assert len(r0["train_local"]) == len(r1["train_local"]) == 4
     assert set(r0["train_local"]) | set(r1["train_local"]) == set(range(7))
     assert r0["run_dir"] == r1["run_dir"]
+    assert r0["broadcast"] == r1["broadcast"] == {"from_rank": 0}
+    assert r0["broadcast_error"] == r1["broadcast_error"] == "images/x.png: unreadable"
     # only rank 0 writes checkpoints; DDP keeps the replicas identical
     assert r1["saves"] == [] and any(s.endswith("last.pth") for s in r0["saves"])
     assert r0["params"] == r1["params"]

@@ -18,9 +18,9 @@ from __future__ import annotations
 import datetime
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -28,6 +28,7 @@ import torch.distributed as dist
 from .errors import ConfigError
 
 DEFAULT_MASTER_PORT = 29500
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,37 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def main_then_broadcast(fn: Callable[[], T]) -> T:
+    """``fn()`` computed on rank 0 only and given to every rank (a collective: call it on all ranks).
+
+    For work that must happen once (reading and checking a data set, warning about bad files once, not
+    once per rank). If ``fn`` raises on rank 0, every rank raises: the same ``UserError`` kind with the
+    same message, or a RuntimeError naming rank 0's failure, instead of waiting for the broadcast until
+    the process-group timeout.
+    """
+    from . import errors
+
+    result: Any = None
+    failure: tuple[str, str, bool] | None = None
+    raised: BaseException | None = None
+    if get_rank() == 0:
+        try:
+            result = fn()
+        except Exception as e:
+            failure, raised = (type(e).__name__, str(e), isinstance(e, errors.UserError)), e
+    if _active():
+        result, failure = broadcast_object((result, failure))
+    if failure is not None:
+        if raised is not None:
+            raise raised
+        name, message, user_error = failure
+        if user_error:
+            kind = getattr(errors, name, errors.UserError)
+            raise (kind if isinstance(kind, type) and issubclass(kind, errors.UserError) else errors.UserError)(message)
+        raise RuntimeError(f"rank 0 failed: {name}: {message}")
+    return result
 
 
 def gather_by_index(indices: torch.Tensor | Sequence[int], *arrays: Any) -> tuple[Any, ...]:

@@ -170,7 +170,12 @@ def make_eval_loader(
     collate_fn: Callable[[list[Any]], Any] | None = None,
     pin_memory: bool = False,
 ) -> DataLoader:
-    """An evaluation loader: in order, sharded without duplicates over ranks."""
+    """An evaluation loader: in order, sharded without duplicates over ranks.
+
+    Like the training loader it has its own generator, so evaluating never draws from the global RNG.
+    """
+    generator = torch.Generator()
+    generator.manual_seed(0)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -179,6 +184,7 @@ def make_eval_loader(
         collate_fn=collate_fn,
         pin_memory=pin_memory,
         worker_init_fn=worker_init_fn,
+        generator=generator,
     )
 
 

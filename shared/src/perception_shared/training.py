@@ -180,6 +180,7 @@ class Trainer:
         self.bad_epochs = 0
         self.history: list[dict[str, Any]] = []
         self._epoch_means = MeanDict()
+        self._last_plot = 0.0
 
     # ----- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -276,6 +277,8 @@ class Trainer:
                             self.bad_epochs,
                         )
                         break
+            if self.ctx.is_main and stopped_early:
+                plot_history(self.history, self.run_dir / HISTORY_PNG)
             final_state = self.state_dict()  # collective: every rank takes part
             self.checkpoints.save_final(final_state)
             barrier()
@@ -386,7 +389,10 @@ class Trainer:
             if improved:
                 self.checkpoints.save_best(state)
             write_history_csv(self.history, self.run_dir / HISTORY_CSV)
-            plot_history(self.history, self.run_dir / HISTORY_PNG)
+            # A plot costs about a second on a CPU: redraw at most once a minute, and at the end.
+            if epoch_done == self.loop.epochs or time.time() - self._last_plot > 60:
+                plot_history(self.history, self.run_dir / HISTORY_PNG)
+                self._last_plot = time.time()
         barrier()
         summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if "/" in k)
         self.logger.info("epoch %d/%d (step %d): %s", epoch_done, self.loop.epochs, self.global_step, summary)

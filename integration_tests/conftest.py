@@ -1,0 +1,168 @@
+"""Shared pieces of the integration tests: the repository, the packages, and how to run their CLIs.
+
+The tests drive the installed console scripts in subprocesses, the way a researcher would, and check
+the files they leave behind. All runs are small enough for a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Package:
+    """How to drive one package's CLI on tiny synthetic data."""
+
+    name: str
+    module: str
+    subcommands: tuple[str, ...]
+    synthetic_args: tuple[str, ...]  # after `make-synthetic OUT`
+    train_args: Callable[[Path], list[str]]  # data dir -> args after `train`
+    evaluate_args: Callable[[Path, Path, Path], list[str]]  # run dir, data dir, out dir -> args after `evaluate`
+    metrics_json: Callable[[Path], Path]  # out dir -> the metrics JSON evaluate writes
+    n_eval_samples: Callable[[Path], int]  # data dir -> samples evaluate must count (every one exactly once)
+    sane: Callable[[dict], list[str]]  # demo summary metrics -> problems (empty when sane)
+
+    @property
+    def script(self) -> str:
+        return str(BIN / self.name)
+
+
+def _count_h5(data: Path, split: str) -> int:
+    import h5py
+
+    total = 0
+    for f in sorted(data.glob(f"{split}*/participant_*/frames_*.h5")):
+        with h5py.File(f, "r") as h:
+            total += len(h["gaze"])
+    return total
+
+
+def _count_pt(path: Path) -> int:
+    import torch
+
+    return int(torch.load(path, weights_only=True)["coordinates"].shape[0])
+
+
+def _rating_val_count(data: Path) -> int:
+    import csv
+
+    with open(next(data.glob("*.csv")), newline="") as f:
+        n = sum(1 for _ in csv.DictReader(f))
+    return n - int(round(0.8 * n))
+
+
+def _between(metrics: dict, key: str, lo: float, hi: float) -> list[str]:
+    v = metrics.get(key)
+    if not isinstance(v, (int, float)) or not (lo <= v <= hi):
+        return [f"{key}={v!r} not in [{lo}, {hi}]"]
+    return []
+
+
+PACKAGES: dict[str, Package] = {
+    "sparse-video-loss": Package(
+        name="sparse-video-loss",
+        module="sparse_video_loss",
+        subcommands=("train", "evaluate", "make-synthetic", "demo", "compare", "import-csv"),
+        synthetic_args=("--n-train", "48", "--n-val", "16", "--n-test", "13"),
+        train_args=lambda data: ["--config", "demo", "--data", str(data)],
+        evaluate_args=lambda run, data, out: [str(run), "--data", str(data), "--out", str(out)],
+        metrics_json=lambda out: out / "metrics.json",
+        n_eval_samples=lambda data: _count_pt(data / "test.pt"),
+        sane=lambda m: [],
+    ),
+    "gaze-estimation": Package(
+        name="gaze-estimation",
+        module="gaze_estimation",
+        subcommands=("train", "evaluate", "make-synthetic", "demo", "predict", "convert-eve"),
+        synthetic_args=("--train-participants", "2", "--val-participants", "2", "--samples", "13"),
+        train_args=lambda data: ["--config", "demo", "--data", str(data)],
+        evaluate_args=lambda run, data, out: ["--run-dir", str(run), "--data", str(data), "--out", str(out)],
+        metrics_json=lambda out: out / "metrics.json",
+        n_eval_samples=lambda data: _count_h5(data, "val"),
+        sane=lambda m: [],
+    ),
+    "image-rating": Package(
+        name="image-rating",
+        module="image_rating",
+        subcommands=("train", "evaluate", "make-synthetic", "demo", "predict", "verify-setup"),
+        synthetic_args=("--n-images", "41", "--size", "64"),
+        train_args=lambda data: ["--config", "demo", "--data", str(data)],
+        evaluate_args=lambda run, data, out: [str(run), "--out", str(out)],
+        metrics_json=lambda out: out / "metrics.json",
+        n_eval_samples=_rating_val_count,
+        sane=lambda m: [],
+    ),
+    "saliency-entropy": Package(
+        name="saliency-entropy",
+        module="saliency_entropy",
+        subcommands=("train", "evaluate", "make-synthetic", "demo", "report"),
+        synthetic_args=(),
+        train_args=lambda data: ["--config", "demo", "--data", str(data)],
+        evaluate_args=lambda run, data, out: ["--run-dir", str(run), "--out", str(out)],
+        metrics_json=lambda out: out / "metrics.json",
+        n_eval_samples=lambda data: 0,
+        sane=lambda m: [],
+    ),
+}
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"):
+        env.pop(k, None)
+    for k in list(env):
+        if k.startswith("SLURM_"):
+            env.pop(k)
+    env.update(PERCEPTION_NO_PROGRESS="1", MPLBACKEND="Agg", OMP_NUM_THREADS="1")
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 600, cwd: Path | None = None,
+        check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(c) for c in cmd], env=env or cli_env(), capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}"
+                             f"\n--- stderr\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Callable[[str], Path]:
+    """Each package's tiny synthetic data set, made once per session."""
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            pkg = PACKAGES[name]
+            out = tmp_path_factory.mktemp(f"data-{name}")
+            run([pkg.script, "make-synthetic", str(out), *pkg.synthetic_args])
+            made[name] = out
+        return made[name]
+
+    return get
