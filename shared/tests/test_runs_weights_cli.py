@@ -158,3 +158,15 @@ def test_logging_writes_the_run_log(tmp_path):
         h.flush()
     assert "hello run" in (tmp_path / "train.log").read_text()
     assert logger.level == logging.INFO
+
+
+def test_load_pretrained_renames_keys_and_tolerates_old_batchnorm_files(tmp_path):
+    model = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
+    src = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
+    src[1].running_mean.fill_(3.0)
+    old = {k.replace("1.", "norm.", 1): v for k, v in src.state_dict().items() if "num_batches_tracked" not in k}
+    torch.save(old, tmp_path / "old.pth")
+    with pytest.raises(WeightsError, match="missing keys"):
+        load_pretrained(model, tmp_path / "old.pth")
+    load_pretrained(model, tmp_path / "old.pth", rename=lambda k: k.replace("norm.", "1.", 1))
+    assert torch.equal(model[1].running_mean, torch.full((2,), 3.0))

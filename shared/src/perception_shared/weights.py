@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,17 +51,25 @@ def load_pretrained(
     *,
     strict: bool = True,
     strip_prefixes: tuple[str, ...] = ("module.",),
+    rename: Callable[[str], str] | None = None,
 ) -> dict[str, list[str]]:
     """Load local weights into ``module``; mismatches are a WeightsError that lists them.
 
-    With ``strict=False`` missing and unexpected keys are allowed (returned), but a shape mismatch is
-    always an error. Returns ``{'missing': [...], 'unexpected': [...]}``.
+    ``rename`` maps the file's key names to the module's (for files published with other names).
+    BatchNorm's ``num_batches_tracked`` counters, absent from files saved before torch 0.4.1, keep the
+    module's values. With ``strict=False`` missing and unexpected keys are allowed (returned), but a
+    shape mismatch is always an error. Returns ``{'missing': [...], 'unexpected': [...]}``.
     """
     state = load_weights_file(path)
     for prefix in strip_prefixes:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
+    if rename is not None:
+        state = {rename(k): v for k, v in state.items()}
     own = module.state_dict()
+    for key, value in own.items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = value
     missing = sorted(k for k in own if k not in state)
     unexpected = sorted(k for k in state if k not in own)
     shape = sorted(

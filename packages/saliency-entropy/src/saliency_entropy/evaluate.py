@@ -1,0 +1,321 @@
+"""Evaluation of a trained run: MIT1003 val (in-domain) and CAT2000 (out-of-domain), plus the bias map.
+
+For every image: the model's log-density on the image grid (``data.image_size``, CAT2000
+``data.ood_image_size``), the center prior of the run (fitted on its MIT1003 training fixations) as the
+baseline, and the metrics of ``saliency_entropy.metrics``. Aggregates per data set (and per CAT2000
+category): information gain (bits/fixation) over the center prior, log-likelihood over uniform
+(bits/fixation), NLL (nats/fixation), each averaged over fixations (``*``) and over images
+(``*_per_image``: mean of each image's per-fixation mean); NSS and AUC-Judd as means over images.
+With synthetic ground truth, ``gt_ig`` is the information gain of the true density on the same
+fixations (the best achievable, up to sampling noise) and ``ig_fraction_of_gt`` the model's share.
+
+Outputs in ``<run>/evaluation/`` (or ``--out``): ``metrics.json`` (``n_samples`` = images evaluated,
+``n_fixations``, over all data sets and ranks, each counted once), ``per_image.csv``, ``bias_map.npy``
+(saliency-grid log-probabilities), ``bias_map.png``, ``examples_<dataset>.png`` and ``examples.npz``
+(images, fixations and predictions of the first ``eval.examples`` images, for ``report``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from perception_shared.badinput import BadInputPolicy
+from perception_shared.checkpoint import load_checkpoint
+from perception_shared.config import config_from_dict
+from perception_shared.distributed import DistContext, all_gather_object, barrier, gather_by_index, main_then_broadcast
+from perception_shared.errors import CheckpointError, DataError
+from perception_shared.logging import get_logger, progress
+from perception_shared.plotting import plt
+from perception_shared.samplers import make_eval_loader
+
+from . import __version__, metrics
+from .config import TrainConfig
+from .data import (
+    FixationDataset,
+    ImageRecord,
+    cat2000_names,
+    cat2000_records,
+    collate,
+    ground_truth_log_density,
+    select_ood,
+)
+from .models import SaliencyModel, build_model
+from .train import load_mit_records
+
+log = get_logger("saliency_entropy.evaluate")
+LOG2 = math.log(2.0)
+COLUMNS = ["n_fixations", "ll_sum", "baseline_sum", "nss", "auc_judd", "gt_sum"]
+
+
+def load_run_model(checkpoint: Path, device: torch.device) -> tuple[SaliencyModel, TrainConfig, dict[str, Any]]:
+    """The model of a checkpoint, rebuilt from the config saved in it, in eval mode on ``device``."""
+    state = load_checkpoint(checkpoint)
+    if "config" not in state or "model" not in state:
+        raise CheckpointError(f"checkpoint {checkpoint} has no 'config' or 'model' entry")
+    cfg = config_from_dict(TrainConfig, state["config"], source=f"the config in {checkpoint}")
+    model = build_model(cfg.model, cfg.entropy)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit the model its config describes: {e}") from None
+    return model.to(device).eval(), cfg, state
+
+
+@torch.no_grad()
+def evaluate_records(
+    model: SaliencyModel,
+    records: list[ImageRecord],
+    size: tuple[int, int],
+    ctx: DistContext,
+    *,
+    batch_size: int,
+    num_workers: int,
+    auc_jitter: bool,
+    n_examples: int,
+    desc: str,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per-image sums and metrics (rows in dataset order, ``COLUMNS``) gathered over ranks, and examples."""
+    loader = make_eval_loader(FixationDataset(records, size), batch_size, num_workers=num_workers, collate_fn=collate)
+    baseline = model.center_log_density(size).double().cpu()
+    indices, rows = [], []
+    ex_images, ex_fix, ex_logp, ex_index = [], [], [], []
+    for batch in progress(loader, desc=desc, leave=False):
+        logp, _ = model(batch["image"].to(ctx.device))
+        full = model.full_resolution(logp).double().cpu()
+        for b in range(len(batch["index"])):
+            index = int(batch["index"][b])
+            fix = batch["fixations"][b][batch["mask"][b]].numpy()
+            ll = metrics.log_likelihoods(full[b], fix)
+            base = metrics.log_likelihoods(baseline, fix)
+            gt_map = ground_truth_log_density(records[index], size)
+            gt = metrics.log_likelihoods(gt_map, fix).sum() if gt_map is not None else float("nan")
+            nss = metrics.nss(full[b], fix)
+            auc = metrics.auc_judd(full[b], fix, jitter=auc_jitter, seed=index)
+            indices.append(index)
+            rows.append([len(fix), ll.sum(), base.sum(), nss, auc, gt])
+            if index < n_examples:
+                ex_index.append(index)
+                ex_images.append((batch["image"][b].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+                ex_logp.append(logp[b].float().cpu().numpy())
+                ex_fix.append(fix)
+    local = np.asarray(rows, dtype=np.float64).reshape(-1, len(COLUMNS))
+    _, table = gather_by_index(torch.tensor(indices, dtype=torch.long), local)
+    if len(table) != len(records):
+        raise RuntimeError(f"evaluation gathered {len(table)} images, expected {len(records)}")
+    parts = all_gather_object([(i, img, lp, fx) for i, img, lp, fx in zip(ex_index, ex_images, ex_logp, ex_fix)])
+    chosen = sorted((item for part in parts for item in part), key=lambda item: item[0])
+    examples = {
+        "index": np.array([c[0] for c in chosen], dtype=np.int64),
+        "images": [c[1] for c in chosen],
+        "log_density": [c[2] for c in chosen],
+        "fixations": [c[3] for c in chosen],
+    }
+    return table, examples
+
+
+def summarize(table: np.ndarray, pixels: int) -> dict[str, float]:
+    """Aggregates of per-image rows (see the module docstring)."""
+    n, ll, base, nss, auc, gt = (table[:, i] for i in range(len(COLUMNS)))
+    total = n.sum()
+    out = {
+        "n_samples": int(len(table)),
+        "n_fixations": int(total),
+        "ig": float((ll.sum() - base.sum()) / total / LOG2),
+        "ig_per_image": float(np.mean((ll - base) / n) / LOG2),
+        "ll": float((ll.sum() / total + math.log(pixels)) / LOG2),
+        "ll_per_image": float(np.mean(ll / n + math.log(pixels)) / LOG2),
+        "nll_nats": float(-ll.sum() / total),
+        "nll_nats_per_image": float(np.mean(-ll / n)),
+        "nss": float(np.nanmean(nss)),
+        "auc_judd": float(np.nanmean(auc)),
+    }
+    if np.isfinite(gt).all():
+        out["gt_ig"] = float((gt.sum() - base.sum()) / total / LOG2)
+        out["gt_ig_per_image"] = float(np.mean((gt - base) / n) / LOG2)
+        out["ig_fraction_of_gt"] = out["ig"] / out["gt_ig"] if out["gt_ig"] > 0 else float("nan")
+    return out
+
+
+def _plot_examples(examples: dict[str, Any], title: str, path: Path) -> Path:
+    k = len(examples["index"])
+    fig, axes = plt.subplots(2, max(k, 1), figsize=(3.2 * max(k, 1), 5), squeeze=False)
+    for j in range(k):
+        img, fix, lp = examples["images"][j], examples["fixations"][j], examples["log_density"][j]
+        axes[0, j].imshow(img)
+        axes[0, j].scatter(fix[:, 0] - 0.5, fix[:, 1] - 0.5, s=6, c="cyan", edgecolors="k", linewidths=0.3)
+        axes[0, j].set_title(f"image {int(examples['index'][j])}", fontsize=8)
+        axes[1, j].imshow(np.exp(lp), cmap="magma", extent=(0, img.shape[1], img.shape[0], 0))
+        axes[1, j].set_title("predicted density", fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _plot_bias(bias: np.ndarray, entropy: float, max_entropy: float, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 4))
+    im = ax.imshow(np.exp(bias), cmap="magma")
+    ax.set_title(f"bias map: H = {entropy:.4f} nats ({entropy / max_entropy:.2%} of max)", fontsize=9)
+    ax.axis("off")
+    fig.colorbar(im, ax=ax, fraction=0.04, label="probability per cell")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def bias_map_summary(model: SaliencyModel, cfg: TrainConfig) -> tuple[np.ndarray, dict[str, Any]]:
+    size = (cfg.data.image_size[0], cfg.data.image_size[1])
+    with torch.no_grad():
+        bias = model.bias_log_density(size)
+        entropy = float(model.entropy_full_resolution(bias))
+    max_entropy = math.log(size[0] * size[1])
+    return bias.float().cpu().numpy(), {
+        "entropy_nats": entropy,
+        "entropy_bits": entropy / LOG2,
+        "max_entropy_nats": max_entropy,
+        "max_entropy_bits": max_entropy / LOG2,
+        "entropy_fraction_of_max": entropy / max_entropy,
+        "image_size": list(size),
+        "n_samples": cfg.entropy.n_samples,
+        "intensities": list(cfg.entropy.intensities),
+        "noise_std": cfg.entropy.noise_std,
+    }
+
+
+def evaluate_run(
+    run: str | Path,
+    ctx: DistContext,
+    *,
+    checkpoint: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    mit_root: str | None = None,
+    cat2000_root: str | None = None,
+    skip_bad: bool = False,
+    datasets: list[str] | None = None,
+) -> dict[str, Any]:
+    """Evaluate a run's checkpoint (``best_model.pth`` unless given) and write the outputs listed above.
+
+    ``datasets``: a subset of ``mit1003_val``, ``cat2000``; default: those the run's ``eval`` config enables.
+    """
+    run = Path(run)
+    ckpt = Path(checkpoint) if checkpoint is not None else run / "best_model.pth"
+    model, cfg, state = load_run_model(ckpt, ctx.device)
+    if mit_root:
+        cfg.data.mit_root = mit_root
+    if cat2000_root:
+        cfg.data.cat2000_root = cat2000_root
+    out = Path(out_dir) if out_dir is not None else run / "evaluation"
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    split = (state.get("extra") or {}).get("split")
+    if not isinstance(split, dict) or "val" not in split:
+        raise CheckpointError(f"checkpoint {ckpt} carries no image split (extra.split)")
+    policy = BadInputPolicy(skip=skip_bad)
+    summaries: dict[str, dict[str, Any]] = {}
+    per_image: list[dict[str, Any]] = []
+    all_examples: dict[str, dict[str, Any]] = {}
+    if datasets is None:
+        datasets = [name for name, on in (("mit1003_val", cfg.eval.mit_val), ("cat2000", cfg.eval.cat2000)) if on]
+    unknown = sorted(set(datasets) - {"mit1003_val", "cat2000"})
+    if unknown:
+        raise DataError(f"unknown data set(s) {unknown}; choose from mit1003_val, cat2000")
+    jobs = []
+    if "mit1003_val" in datasets:
+        jobs.append(("mit1003_val", lambda: load_mit_records(cfg, policy, names=split["val"]), cfg.data.image_size))
+    if "cat2000" in datasets:
+
+        def cat_records() -> list[ImageRecord]:
+            chosen = select_ood(cat2000_names(cfg.data.cat2000_root), cfg.data.ood_images, cfg.data.ood_seed)
+            return cat2000_records(cfg.data.cat2000_root, key=cfg.data.cat2000_key, policy=policy, names=chosen)
+
+        jobs.append(("cat2000", cat_records, cfg.data.ood_image_size))
+    if not jobs:
+        raise DataError("no data set to evaluate (eval.mit_val and eval.cat2000 are false, or --datasets is empty)")
+    for name, load, image_size in jobs:
+        records = main_then_broadcast(load)
+        size = (image_size[0], image_size[1])
+        table, examples = evaluate_records(
+            model,
+            records,
+            size,
+            ctx,
+            batch_size=cfg.data.eval_batch_size,
+            num_workers=cfg.data.num_workers,
+            auc_jitter=cfg.eval.auc_jitter,
+            n_examples=cfg.eval.examples,
+            desc=name,
+        )
+        summary = summarize(table, size[0] * size[1])
+        summary["image_size"] = list(size)
+        cats = [r.category for r in records]
+        if any(c is not None for c in cats):
+            summary["per_category"] = {
+                c: summarize(table[[i for i, rc in enumerate(cats) if rc == c]], size[0] * size[1])
+                for c in sorted(set(cats))
+            }
+        summaries[name] = summary
+        all_examples[name] = examples
+        for r, row in zip(records, table):
+            n = row[0]
+            per_image.append(
+                {
+                    "dataset": name,
+                    "image": r.name,
+                    "category": r.category or "",
+                    "n_fixations": int(n),
+                    "ig_bits": (row[1] - row[2]) / n / LOG2,
+                    "ll_bits": (row[1] / n + math.log(size[0] * size[1])) / LOG2,
+                    "nll_nats": -row[1] / n,
+                    "nss": row[3],
+                    "auc_judd": row[4],
+                    "gt_ig_bits": (row[5] - row[2]) / n / LOG2,
+                }
+            )
+        log.info("%s: %s", name, ", ".join(f"{k} {v:.4g}" for k, v in summary.items() if isinstance(v, float)))
+    bias, bias_info = bias_map_summary(model, cfg)
+    result = {
+        "package": "saliency-entropy",
+        "version": __version__,
+        "checkpoint": str(ckpt),
+        "epoch": state.get("epoch"),
+        "backbone": cfg.model.backbone,
+        "backbone_pretrained": cfg.model.weights is not None,
+        "entropy_weight": cfg.entropy.weight,
+        "n_samples": int(sum(d["n_samples"] for d in summaries.values())),
+        "n_fixations": int(sum(d["n_fixations"] for d in summaries.values())),
+        "datasets": summaries,
+        "bias_map": bias_info,
+        "center_prior_baseline": "KDE + uniform fitted on the run's MIT1003 training fixations",
+    }
+    if policy.count:
+        result["skipped_bad_inputs"] = policy.count
+    if ctx.is_main:
+        (out / "metrics.json").write_text(json.dumps(result, indent=2))
+        with open(out / "per_image.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=list(per_image[0]))
+            w.writeheader()
+            w.writerows(per_image)
+        np.save(out / "bias_map.npy", bias)
+        _plot_bias(bias, bias_info["entropy_nats"], bias_info["max_entropy_nats"], out / "bias_map.png")
+        arrays: dict[str, np.ndarray] = {}
+        for name, ex in all_examples.items():
+            _plot_examples(ex, f"{name}: {cfg.model.backbone}", out / f"examples_{name}.png")
+            arrays[f"{name}_index"] = ex["index"]
+            for j, (img, lp, fix) in enumerate(zip(ex["images"], ex["log_density"], ex["fixations"])):
+                arrays[f"{name}_image_{j}"] = img
+                arrays[f"{name}_log_density_{j}"] = lp
+                arrays[f"{name}_fixations_{j}"] = np.asarray(fix, dtype=np.float64)
+        np.savez_compressed(out / "examples.npz", **arrays)
+    barrier()
+    return result
