@@ -32,7 +32,8 @@ class Package:
     train_args: Callable[[Path], list[str]]  # data dir -> args after `train`
     evaluate_args: Callable[[Path, Path, Path], list[str]]  # run dir, data dir, out dir -> args after `evaluate`
     metrics_json: Callable[[Path], Path]  # out dir -> the metrics JSON evaluate writes
-    n_eval_samples: Callable[[Path], int]  # data dir -> samples evaluate must count (every one exactly once)
+    # data dir -> samples evaluate must count (every one exactly once); None: compare with a 1-process run
+    n_eval_samples: Callable[[Path], int | None]
     sane: Callable[[dict], list[str]]  # demo summary metrics -> problems (empty when sane)
 
     @property
@@ -81,7 +82,8 @@ PACKAGES: dict[str, Package] = {
         evaluate_args=lambda run, data, out: [str(run), "--data", str(data), "--out", str(out)],
         metrics_json=lambda out: out / "metrics.json",
         n_eval_samples=lambda data: _count_pt(data / "test.pt"),
-        sane=lambda m: [],
+        # a trained composite loss must place mass near the dot far better than chance (AP of blank ~0.001)
+        sane=lambda m: _between(m, "composite_ap", 0.005, 1.0) + _between(m, "composite_loc_error_px", 0.0, 12.0),
     ),
     "gaze-estimation": Package(
         name="gaze-estimation",
@@ -103,17 +105,18 @@ PACKAGES: dict[str, Package] = {
         evaluate_args=lambda run, data, out: [str(run), "--out", str(out)],
         metrics_json=lambda out: out / "metrics.json",
         n_eval_samples=_rating_val_count,
-        sane=lambda m: [],
+        # brightness is an easy, known function of the pixels (achievable r ~0.99)
+        sane=lambda m: _between(m, "val_brightness_pearson_r", 0.8, 1.0),
     ),
     "saliency-entropy": Package(
         name="saliency-entropy",
         module="saliency_entropy",
         subcommands=("train", "evaluate", "make-synthetic", "demo", "report"),
-        synthetic_args=(),
-        train_args=lambda data: ["--config", "demo", "--data", str(data)],
-        evaluate_args=lambda run, data, out: ["--run-dir", str(run), "--out", str(out)],
+        synthetic_args=("--mit-images", "16", "--subjects", "4", "--cat-per-category", "3"),
+        train_args=lambda data: ["--config", "demo", "--data", str(data / "MIT1003"), "--cat2000", str(data / "CAT2000")],
+        evaluate_args=lambda run, data, out: [str(run), "--out", str(out)],
         metrics_json=lambda out: out / "metrics.json",
-        n_eval_samples=lambda data: 0,
+        n_eval_samples=lambda data: None,
         sane=lambda m: [],
     ),
 }

@@ -170,3 +170,23 @@ def test_load_pretrained_renames_keys_and_tolerates_old_batchnorm_files(tmp_path
         load_pretrained(model, tmp_path / "old.pth")
     load_pretrained(model, tmp_path / "old.pth", rename=lambda k: k.replace("norm.", "1.", 1))
     assert torch.equal(model[1].running_mean, torch.full((2,), 3.0))
+
+
+def test_report_all_lists_every_problem_or_counts_them():
+    problems = [(f"row {i}", "rating is NaN") for i in range(45)]
+    with pytest.raises(DataError) as e:
+        BadInputPolicy(skip=False).report_all("ratings.csv", problems, total=100)
+    msg = str(e.value)
+    assert msg.startswith("ratings.csv: 45 of 100 rows have problems") and "row 39: rating is NaN" in msg
+    assert "row 40:" not in msg and "and 5 more" in msg
+    policy = BadInputPolicy(skip=True)
+    policy.report_all("ratings.csv", problems, total=100)
+    assert policy.count == 45
+    BadInputPolicy(skip=False).report_all("ratings.csv", [], total=100)  # nothing wrong: no error
+
+
+def test_benchmark_environment_names_the_device():
+    from perception_shared.benchmarking import environment
+
+    env = environment(torch.device("cpu"))
+    assert env["device_type"] == "cpu" and env["device"] and env["torch"] == torch.__version__

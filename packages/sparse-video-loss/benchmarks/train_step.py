@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import platform
 import resource
 import statistics
 import time
@@ -28,20 +27,12 @@ from typing import Any
 
 import torch
 
+from perception_shared.benchmarking import device_name
 from sparse_video_loss.losses import LOSSES, get_loss_function
 from sparse_video_loss.models import SimVP, count_parameters
 
 IN_SHAPE = (10, 1, 32, 32)
 SIZES = {"hid_S": 64, "hid_T": 256, "N_S": 4, "N_T": 8}
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def sync(device: torch.device) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import DataError
 from .logging import get_logger
+
+MAX_LISTED = 40  # problems listed in one error message; the rest are counted
 
 
 class BadInputPolicy:
@@ -26,6 +29,26 @@ class BadInputPolicy:
             raise DataError(message + " (use --skip-bad to skip bad inputs with a warning)")
         self.skipped.append(message)
         self.logger.warning("skipping bad input %s", message)
+
+    def report_all(
+        self, subject: str, problems: Sequence[tuple[str | Path, str]], total: int, unit: str = "rows"
+    ) -> None:
+        """Report every ``(where, problem)`` found while checking ``subject`` (a CSV, a folder) at once.
+
+        Without skipping: one DataError naming ``subject`` and listing the problems (the first 40, then a
+        count), so a user fixes them all in one pass. With skipping: a warning for each, counted.
+        """
+        if not problems:
+            return
+        if not self.skip:
+            lines = [f"{where}: {problem}" for where, problem in problems[:MAX_LISTED]]
+            more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+            raise DataError(
+                f"{subject}: {len(problems)} of {total} {unit} have problems "
+                f"(fix them, or use --skip-bad to skip these {unit} with a warning):\n  " + "\n  ".join(lines) + more
+            )
+        for where, problem in problems:
+            self.report(where, problem)
 
     @property
     def count(self) -> int:

@@ -7,6 +7,7 @@ functions over array-likes (numpy arrays, tensors, lists), computed in float64 a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -128,7 +129,9 @@ def bootstrap_ci(
         [np.asarray(statistic(*[d[idx] for d in data]), dtype=np.float64) for idx in (rng.integers(0, n, n) for _ in range(n_boot))]
     )
     alpha = (1 - confidence) / 2
-    with np.errstate(invalid="ignore"):
+    # a statistic that is NaN in every resample (a constant column) has a NaN interval, not a warning
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
         lo = np.nanquantile(stats, alpha, axis=0)
         hi = np.nanquantile(stats, 1 - alpha, axis=0)
     return lo, hi

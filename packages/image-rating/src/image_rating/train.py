@@ -1,0 +1,308 @@
+"""Training: standardized targets, MSE, the shared ``Trainer`` loop, and per-dimension results at the end.
+
+A run directory (``outputs/run_YYYYMMDD_HHMMSS/`` by default) gets, besides what ``Trainer`` writes
+(``config.yaml``, checkpoints, ``training_history.csv``/``.png``, ``metrics.csv``, ``tensorboard/``):
+
+* ``split.json``: the train/val image names (reused on resume, or by another run via ``data.split_file``);
+* ``target_scaler.json``: per-dimension mean and sd of the training ratings;
+* ``per_dimension_performance.csv`` / ``.png``: Pearson r (bootstrap interval), MAE and RMSE per
+  dimension on the val split, in rating units, for ``best_model.pth``; ``val_predictions.csv``.
+
+The checkpoints also hold the scaler and the split (``state["extra"]``), so a checkpoint alone is
+enough for ``evaluate`` and ``predict``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from perception_shared.badinput import BadInputPolicy
+from perception_shared.checkpoint import BEST, FINAL, load_checkpoint
+from perception_shared.distributed import DistContext, gather_by_index, init_distributed
+from perception_shared.errors import ConfigError
+from perception_shared.logging import get_logger, setup_logging
+from perception_shared.metrics import mae, pearson_r, rmse
+from perception_shared.runs import prepare_run_dir
+from perception_shared.samplers import make_eval_loader, make_train_loader
+from perception_shared.seed import seed_everything
+from perception_shared.training import StepInfo, StepOutput, Trainer
+
+from . import __version__
+from .config import OPTIMIZERS, SCHEDULERS, OptimConfig, RatingConfig, SchedConfig
+from .data import (
+    SPLIT_JSON,
+    RatingImageDataset,
+    RatingsTable,
+    apply_split,
+    load_ratings,
+    load_split,
+    make_split,
+    save_split,
+)
+from .evaluate import run_inference
+from .models import RatingModel, build_model, param_groups
+from .report import per_dimension_metrics, plot_per_dimension, predictions_frame
+from .scaler import SCALER_JSON, TargetScaler
+from .transforms import build_eval_transform, build_train_transform
+
+log = get_logger("image_rating.train")
+PER_DIMENSION_CSV = "per_dimension_performance.csv"
+PER_DIMENSION_PNG = "per_dimension_performance.png"
+VAL_PREDICTIONS_CSV = "val_predictions.csv"
+
+
+def build_optimizer(cfg: OptimConfig, model: RatingModel) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD (Nesterov momentum) over the backbone and head parameter groups."""
+    groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_scale)
+    if cfg.name == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    raise ConfigError(f"unknown optimizer optim.name={cfg.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def cosine_factor(epoch: int, epochs: int, warmup_epochs: int = 0, min_factor: float = 0.0) -> float:
+    """LR multiplier for the epoch after ``epoch`` completed epochs: linear warm-up, then half a cosine
+    from 1 down to ``min_factor`` at the last epoch."""
+    if epoch < warmup_epochs:
+        return (epoch + 1) / (warmup_epochs + 1)
+    span = max(epochs - warmup_epochs - 1, 1)
+    t = min((epoch - warmup_epochs) / span, 1.0)
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def build_scheduler(
+    cfg: SchedConfig, optimizer: torch.optim.Optimizer, epochs: int, mode: str = "min"
+) -> tuple[Any, str]:
+    """``(scheduler or None, interval)`` for ``Trainer``: per-epoch cosine / step, or plateau on the monitor."""
+    if cfg.name == "cosine":
+        factor = lambda e: cosine_factor(e, epochs, cfg.warmup_epochs, cfg.min_lr_factor)  # noqa: E731
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "epoch"
+    if cfg.name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_size, cfg.gamma), "epoch"
+    if cfg.name == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=mode, factor=cfg.plateau_factor, patience=cfg.plateau_patience
+        )
+        return sched, "plateau"
+    if cfg.name == "none":
+        return None, "epoch"
+    raise ConfigError(f"unknown scheduler sched.name={cfg.name!r}; choose one of {', '.join(SCHEDULERS)}")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_completed: int
+    best_epoch: int | None
+    best_metric: float | None  # of loop.monitor
+    stopped_early: bool
+    per_dimension: pd.DataFrame
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+
+def _resolve_split(cfg: RatingConfig, table: RatingsTable, run_dir: Path, ctx: DistContext) -> dict[str, Any]:
+    """The split of this run: data.split_file, else the run's own split.json (resume), else a new one."""
+    if cfg.data.split_file:
+        split = load_split(cfg.data.split_file)
+        log.info("split: reusing %s", cfg.data.split_file)
+    elif (run_dir / SPLIT_JSON).is_file():
+        split = load_split(run_dir / SPLIT_JSON)
+        log.info("split: reusing %s", run_dir / SPLIT_JSON)
+    else:
+        split = make_split(table.names, cfg.data.val_fraction, cfg.data.split_seed)
+        log.info("split: new seeded split (seed %d, val fraction %.2f)", cfg.data.split_seed, cfg.data.val_fraction)
+    if ctx.is_main:
+        save_split(split, run_dir / SPLIT_JSON)
+    return split
+
+
+def train(
+    cfg: RatingConfig,
+    *,
+    output_dir: str | Path = "outputs",
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    resume_from: str | Path | None = None,
+    device: str = "auto",
+    skip_bad: bool = False,
+    ctx: DistContext | None = None,
+) -> TrainResult:
+    """Train a rating model with ``cfg`` (see the module docstring for what the run directory holds)."""
+    ctx = ctx or init_distributed(device)
+    run = prepare_run_dir(output_dir, run_dir)
+    setup_logging(run)
+    seed_everything(cfg.seed)
+    log.info(
+        "image-rating %s: run directory %s, device %s, %d process(es)", __version__, run, ctx.device, ctx.world_size
+    )
+
+    policy = BadInputPolicy(skip=skip_bad)
+    table = load_ratings(cfg.data, policy)
+    if policy.count:
+        log.warning("%s", policy.summary())
+    split = _resolve_split(cfg, table, run, ctx)
+    train_table, val_table = apply_split(table, split, "the split")
+    scaler_path = run / SCALER_JSON
+    if (resume or resume_from is not None) and scaler_path.is_file():
+        scaler = TargetScaler.load(scaler_path)
+    else:
+        scaler = TargetScaler.fit(train_table.means, table.dimensions)
+    if list(scaler.dimensions) != table.dimensions:
+        raise ConfigError(f"{scaler_path} has dimensions {list(scaler.dimensions)}, the CSV {table.dimensions}")
+    if ctx.is_main:
+        scaler.save(scaler_path)
+    log.info(
+        "%d dimensions (%s); %d training and %d validation images",
+        len(table.dimensions),
+        ", ".join(table.dimensions),
+        len(train_table),
+        len(val_table),
+    )
+
+    data = cfg.data
+    train_ds = RatingImageDataset(
+        train_table.paths,
+        scaler.transform(train_table.means),
+        build_train_transform(data, cfg.augment),
+        decode_min_size=data.resize_size,
+    )
+    val_ds = RatingImageDataset(val_table.paths, None, build_eval_transform(data), decode_min_size=data.resize_size)
+    pin = ctx.device.type == "cuda"
+    train_loader = make_train_loader(
+        train_ds, data.batch_size, seed=cfg.seed, num_workers=data.num_workers, drop_last=data.drop_last, pin_memory=pin
+    )
+    if len(train_loader) == 0:
+        raise ConfigError(
+            f"the training split has {len(train_ds)} images, fewer than data.batch_size {data.batch_size} x "
+            f"{ctx.world_size} process(es) with data.drop_last; lower data.batch_size"
+        )
+    val_loader = make_eval_loader(val_ds, data.eval_batch_size, num_workers=data.num_workers, pin_memory=pin)
+    val_z = scaler.transform(val_table.means)
+
+    model = build_model(
+        cfg.model.backbone,
+        len(table.dimensions),
+        cfg.model.pretrained_path,
+        hidden=cfg.model.hidden,
+        dropout=cfg.model.dropout,
+        image_size=data.image_size,
+    )
+    channels_last = ctx.device.type == "cuda"  # faster convolutions under autocast on GPUs
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    n_params = sum(p.numel() for p in model.parameters())
+    weights = cfg.model.pretrained_path or "random initialization (no model.pretrained_path)"
+    log.info(
+        "model: %s backbone + head %s, %.1fM parameters; backbone weights: %s",
+        cfg.model.backbone,
+        cfg.model.hidden,
+        n_params / 1e6,
+        weights,
+    )
+    optimizer = build_optimizer(cfg.optim, model)
+    scheduler, interval = build_scheduler(cfg.sched, optimizer, cfg.loop.epochs, cfg.loop.mode)
+
+    def step_fn(net: torch.nn.Module, batch: dict[str, Any], info: StepInfo) -> StepOutput:
+        images = batch["image"]
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        pred = net(images)
+        loss = F.mse_loss(pred.float(), batch["target"])
+        return StepOutput(loss=loss, n=float(len(images)))
+
+    def val_predictions(net: torch.nn.Module) -> np.ndarray:
+        idx, z = run_inference(net, val_loader, ctx.device, desc="validate")
+        idx, z = gather_by_index(idx, z)
+        if len(idx) != len(val_ds):
+            raise RuntimeError(f"validation saw {len(idx)} of {len(val_ds)} images")
+        return z.double().numpy()
+
+    def eval_fn(net: torch.nn.Module, epoch: int) -> dict[str, float]:
+        z = val_predictions(net)
+        pred = scaler.inverse_transform(z)
+        r = pearson_r(pred, val_table.means)
+        return {
+            "loss": float(((z - val_z) ** 2).mean()),  # standardized MSE, the training objective
+            "pearson_r": float(np.nanmean(r)) if np.isfinite(r).any() else float("nan"),
+            "mae": float(np.mean(mae(pred, val_table.means))),
+            "rmse": float(np.mean(rmse(pred, val_table.means))),
+        }
+
+    extra = {
+        "package": "image-rating",
+        "version": __version__,
+        "dimensions": list(table.dimensions),
+        "scaler": scaler.to_dict(),
+        "split": {"train": list(split["train"]), "val": list(split["val"])},
+    }
+    trainer = Trainer(
+        model=model,
+        optimizer=optimizer,
+        train_loader=train_loader,
+        step_fn=step_fn,
+        loop=cfg.loop,
+        ctx=ctx,
+        run_dir=run,
+        config=cfg,
+        eval_fn=eval_fn,
+        scheduler=scheduler,
+        scheduler_interval=interval,
+        extra_state=extra,
+    )
+    fit = trainer.fit(resume=resume, resume_from=resume_from)
+
+    chosen = run / BEST if (run / BEST).is_file() else run / FINAL
+    model.load_state_dict(load_checkpoint(chosen)["model"])
+    model.to(ctx.device).eval()
+    with torch.no_grad(), trainer.precision.autocast():
+        pred = scaler.inverse_transform(val_predictions(model))
+    outputs = {
+        "run_dir": run,
+        "best_model": run / BEST,
+        "split": run / SPLIT_JSON,
+        "target_scaler": scaler_path,
+        "per_dimension_csv": run / PER_DIMENSION_CSV,
+        "per_dimension_png": run / PER_DIMENSION_PNG,
+        "val_predictions": run / VAL_PREDICTIONS_CSV,
+    }
+    df = per_dimension_metrics(
+        pred,
+        val_table.means,
+        table.dimensions,
+        rater_sd=val_table.sds,
+        n_raters=data.n_raters,
+        n_boot=cfg.eval.n_boot,
+        confidence=cfg.eval.confidence,
+        seed=cfg.seed,
+    )
+    if ctx.is_main:
+        df.to_csv(outputs["per_dimension_csv"], index=False, float_format="%.6g")
+        title = f"{cfg.model.backbone}, val split (n={len(val_table)}), {chosen.name}"
+        plot_per_dimension(df, outputs["per_dimension_png"], title)
+        predictions_frame(val_table.names, pred, table.dimensions, val_table.means).to_csv(
+            outputs["val_predictions"], index=False, float_format="%.8g"
+        )
+    r = df["pearson_r"].to_numpy()
+    log.info(
+        "done after %d epoch(s)%s; %s (epoch %s) on val: mean r %.3f (min %.3f, max %.3f); %s",
+        fit.epochs_completed,
+        " (early stop)" if fit.stopped_early else "",
+        chosen.name,
+        fit.best_epoch,
+        float(np.nanmean(r)),
+        float(np.nanmin(r)),
+        float(np.nanmax(r)),
+        outputs["per_dimension_csv"],
+    )
+    return TrainResult(run, fit.epochs_completed, fit.best_epoch, fit.best_metric, fit.stopped_early, df, outputs)
