@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_config
 from scipy import stats
 
 from image_rating.config import OptimConfig, SchedConfig
@@ -23,6 +22,8 @@ from image_rating.train import build_optimizer, build_scheduler, cosine_factor, 
 from perception_shared.checkpoint import load_checkpoint
 from perception_shared.errors import ConfigError, DataError
 from perception_shared.preemption import Preempted, PreemptionHandler
+
+from conftest import tiny_config
 
 
 @pytest.mark.slow

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config, train_run
 
 from perception_shared.checkpoint import load_checkpoint
 from perception_shared.distributed import init_distributed
@@ -22,6 +21,8 @@ from saliency_entropy.data import FixationDataset, collate
 from saliency_entropy.evaluate import load_run_model
 from saliency_entropy.models import build_model
 from saliency_entropy.train import load_mit_records, make_eval_fn
+
+from conftest import tiny_config, train_run
 
 
 def _history(run: Path) -> list[dict[str, float]]:

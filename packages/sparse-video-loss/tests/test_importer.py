@@ -96,3 +96,13 @@ def test_cli_import_csv(tmp_path, capsys):
     assert torch.load(tmp_path / "out" / "train.pt", weights_only=True)["size"] == 32
     assert main(["import-csv", str(csv), str(tmp_path / "o2"), "--screen-width", "1024", "--screen-height", "768",
                  "--fractions", "a,b"]) == 2
+
+
+def test_samples_at_exactly_the_frame_times_stay_in_their_frames(tmp_path):
+    """A trace recorded at the frame rate, written with decimal times (0.04 * 25 is not exactly 1 in floats)."""
+    from sparse_video_loss.importer import bin_trace
+
+    n = 40
+    trace = np.stack([np.round(np.arange(n) / 25.0, 6), np.full(n, 10.0), np.full(n, 10.0)], axis=1)
+    coords, masks, _ = bin_trace(trace, screen_width=32, screen_height=32, size=32, frame_rate=25.0)
+    assert masks.all() and len(masks) == n

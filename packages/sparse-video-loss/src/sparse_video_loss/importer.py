@@ -13,7 +13,8 @@ are ignored):
 
 Binning:
 
-* time: frame ``k`` of a sequence holds the samples with ``k / frame_rate <= t - t0 < (k + 1) / frame_rate``;
+* time: frame ``k`` of a sequence holds the samples with ``k / frame_rate <= t - t0 < (k + 1) / frame_rate``
+  (up to a millionth of a frame, so samples written at exactly the frame times stay in their frames);
 * space: the screen (``screen_width x screen_height`` pixels) maps onto the ``size x size`` grid, grid
   coordinate ``x_g = x * size / screen_width - 0.5`` (likewise ``y``), so grid pixel ``c`` covers screen
   columns ``[c * W / size, (c + 1) * W / size)``; samples outside the screen count as missing;
@@ -123,7 +124,10 @@ def bin_trace(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """One trace ``(n, 3)`` of t, x, y -> per-frame grid ``coordinates (K, 2)``, ``masks (K,)``, off-screen count."""
     t, x, y = trace[:, 0], trace[:, 1], trace[:, 2]
-    k = np.floor((t - t[0]) * frame_rate).astype(np.int64)
+    # Times are decimal text: a sample written at exactly k / frame_rate (a trace recorded at the frame
+    # rate) can parse to a hair below the boundary and land one frame early; a millionth of a frame of
+    # tolerance keeps boundary samples in the frame they name.
+    k = np.floor((t - t[0]) * frame_rate + 1e-6).astype(np.int64)
     n_frames = int(k[-1]) + 1
     present = np.isfinite(x) & np.isfinite(y)
     on_screen = present & (x >= 0) & (x < screen_width) & (y >= 0) & (y < screen_height)

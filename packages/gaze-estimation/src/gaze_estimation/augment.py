@@ -1,0 +1,130 @@
+"""Training augmentation of one sample: horizontal flip, color jitter, blur and noise.
+
+Runs inside the dataset's ``__getitem__`` and draws only from torch's global RNG, which
+``SeededDataset`` seeds from (seed, epoch, index): the same sample gets the same augmentation whichever
+worker loads it and wherever a run was resumed.
+
+The three crops come from one camera frame, so they share the flip, the color jitter and the blur
+strength; noise is drawn per pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .geometry import flip_pitchyaw
+
+# ITU-R BT.601 luma weights, as torchvision's rgb_to_grayscale.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass
+class AugmentConfig:
+    """Augmentation settings; ``enabled: false`` turns all of it off."""
+
+    enabled: bool = True
+    flip_prob: float = 0.5
+    brightness: float = 0.25  # intensity factor drawn from [1 - b, 1 + b]
+    contrast: float = 0.25  # contrast factor drawn from [1 - c, 1 + c]
+    saturation: float = 0.25  # saturation factor drawn from [1 - s, 1 + s]
+    blur_prob: float = 0.3
+    blur_sigma: tuple[float, float] = (0.2, 1.5)  # Gaussian sigma range, in pixels of each crop
+    noise_prob: float = 0.5
+    noise_std: float = 0.03  # the std (in [0, 1] intensity units) is drawn from [0, noise_std]
+
+    def __post_init__(self) -> None:
+        for name in ("flip_prob", "blur_prob", "noise_prob"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"augment.{name} must be in [0, 1], got {v}")
+        for name in ("brightness", "contrast", "saturation"):
+            v = getattr(self, name)
+            if not 0.0 <= v < 1.0:
+                raise ValueError(f"augment.{name} must be in [0, 1), got {v}")
+        lo, hi = self.blur_sigma
+        if not 0.0 < lo <= hi:
+            raise ValueError(f"augment.blur_sigma must be an increasing pair of positive numbers, got {self.blur_sigma}")
+        if self.noise_std < 0:
+            raise ValueError(f"augment.noise_std must be >= 0, got {self.noise_std}")
+
+
+def _uniform(lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand(()))
+
+
+def hflip_sample(
+    face: torch.Tensor, leye: torch.Tensor, reye: torch.Tensor, gaze: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mirror a sample left-right: every crop is flipped, the eyes swap roles and yaw changes sign.
+
+    In the mirrored face the subject's right eye becomes their left eye (and appears mirrored), so the
+    new left-eye crop is the flipped old right-eye crop. Crops are ``(3, H, W)``; gaze is ``(2,)`` radians.
+    """
+    return face.flip(-1), reye.flip(-1), leye.flip(-1), flip_pitchyaw(gaze)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``(C, H, W)`` float, kernel radius ``ceil(3 sigma)``, reflect padding.
+
+    The same result as ``torchvision.transforms.v2.functional.gaussian_blur`` with kernel size
+    ``2 ceil(3 sigma) + 1``, as two 1-D passes.
+    """
+    r = math.ceil(3 * sigma)
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[0]
+    y = F.pad(x[None], (r, r, r, r), mode="reflect")
+    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)[0]
+
+
+def color_matrix(brightness: float, contrast: float, saturation: float, mean_gray: float) -> tuple[torch.Tensor, float]:
+    """Brightness, then contrast, then saturation, folded into one affine map ``x -> A x + d`` per pixel.
+
+    The sequential definition (without clipping in between), with ``g(x)`` the BT.601 luma:
+    ``x1 = b x``; ``x2 = c x1 + (1 - c) mean(g(x1))``; ``x3 = s x2 + (1 - s) g(x2)``. All three steps are
+    linear in ``x`` and ``mean(g(x1)) = b * mean_gray``, so ``A = b c (s I + (1 - s) 1 l^T)`` and
+    ``d = (1 - c) b mean_gray`` (the constant passes the saturation step unchanged, since l sums to 1).
+    """
+    luma = torch.tensor(_LUMA)
+    a = brightness * contrast * (saturation * torch.eye(3) + (1.0 - saturation) * torch.ones(3, 1) * luma[None, :])
+    return a, (1.0 - contrast) * brightness * mean_gray
+
+
+def _apply_color(x: torch.Tensor, a: torch.Tensor, d: float) -> torch.Tensor:
+    c, h, w = x.shape
+    return torch.addmm(torch.full((3, 1), d), a, x.reshape(c, h * w)).reshape(c, h, w)
+
+
+def augment_sample(
+    face: torch.Tensor, leye: torch.Tensor, reye: torch.Tensor, gaze: torch.Tensor, cfg: AugmentConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Augment one sample: ``(3, 224, 224)``, ``(3, 112, 112)``, ``(3, 112, 112)`` uint8 crops and ``(2,)`` gaze.
+
+    Returns uint8 crops (re-quantized, as a camera would deliver them) and the matching gaze label.
+    """
+    if not cfg.enabled:
+        return face, leye, reye, gaze
+    if float(torch.rand(())) < cfg.flip_prob:
+        face, leye, reye, gaze = hflip_sample(face, leye, reye, gaze)
+    b = _uniform(1 - cfg.brightness, 1 + cfg.brightness)
+    c = _uniform(1 - cfg.contrast, 1 + cfg.contrast)
+    s = _uniform(1 - cfg.saturation, 1 + cfg.saturation)
+    sigma = _uniform(*cfg.blur_sigma) if float(torch.rand(())) < cfg.blur_prob else None
+    noise = _uniform(0.0, cfg.noise_std) if float(torch.rand(())) < cfg.noise_prob else 0.0
+    out = []
+    for crop in (face, leye, reye):
+        x = crop.float().mul_(1.0 / 255.0)
+        mean_gray = float(x.mean(dim=(1, 2)) @ torch.tensor(_LUMA))
+        x = _apply_color(x, *color_matrix(b, c, s, mean_gray))
+        if sigma is not None:
+            x = gaussian_blur(x, sigma)
+        if noise > 0:
+            x.add_(torch.randn(x.shape), alpha=noise)
+        out.append(x.clamp_(0, 1).mul_(255.0).round_().to(torch.uint8))
+    return out[0], out[1], out[2], gaze

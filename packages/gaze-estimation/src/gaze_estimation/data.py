@@ -1,0 +1,304 @@
+"""The training format (HDF5 per participant) and a lazy dataset over many such files.
+
+Layout: ``<root>/<split>*/participant_<id>/frames_<camera>.h5`` (``camera`` is ``basler`` unless
+configured), for example ``root/train/participant_train01/frames_basler.h5``. Each file holds
+
+=========  ====================  ======  =================================================
+key        shape                 dtype   meaning
+=========  ====================  ======  =================================================
+``face``   (N, 224, 224, 3)      uint8   normalized face crop, RGB
+``leye``   (N, 112, 112, 3)      uint8   the subject's left eye (on the image's right), RGB
+``reye``   (N, 112, 112, 3)      uint8   the subject's right eye (on the image's left), RGB
+``gaze``   (N, 2)                float   pitch, yaw in radians (``geometry`` convention)
+=========  ====================  ======  =================================================
+
+Other datasets (``convert-eve`` adds ``frame_index`` and ``step_index``) are ignored. The participant id
+of a sample is its folder name without ``participant_``.
+
+Only labels and shapes are read when the index is built; images are read per sample. h5py handles are
+opened lazily in the process that reads (each DataLoader worker opens its own) and never cross a fork.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from perception_shared.badinput import BadInputPolicy
+from perception_shared.errors import DataError
+
+from .augment import AugmentConfig, augment_sample
+
+FACE_SIZE = 224
+EYE_SIZE = 112
+IMAGE_KEYS = {"face": FACE_SIZE, "leye": EYE_SIZE, "reye": EYE_SIZE}
+LABEL_KEY = "gaze"
+PARTICIPANT_PREFIX = "participant_"
+
+
+def h5_name(camera: str = "basler") -> str:
+    return f"frames_{camera}.h5"
+
+
+def participant_id(path: str | Path) -> str:
+    """``.../participant_train01/frames_basler.h5`` -> ``train01``."""
+    name = Path(path).parent.name
+    return name[len(PARTICIPANT_PREFIX) :] if name.startswith(PARTICIPANT_PREFIX) else name
+
+
+def find_h5_files(root: str | Path, split: str, camera: str = "basler") -> list[Path]:
+    """All ``<root>/<split>*/participant_*/frames_<camera>.h5``, sorted; a DataError if there are none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist or is not a directory")
+    files = sorted(root.glob(f"{split}*/{PARTICIPANT_PREFIX}*/{h5_name(camera)}"))
+    if not files:
+        raise DataError(f"no files match {root}/{split}*/{PARTICIPANT_PREFIX}*/{h5_name(camera)}")
+    return files
+
+
+@dataclass(frozen=True)
+class FileIndex:
+    """What indexing one file found: usable rows and their labels (``None`` labels: images only)."""
+
+    path: Path
+    rows: np.ndarray  # (M,) int64 row numbers of the usable samples
+    gaze: np.ndarray | None  # (M, 2) float32 radians
+
+
+def inspect_file(path: str | Path, policy: BadInputPolicy, *, require_labels: bool = True) -> FileIndex | None:
+    """Check one file's datasets, shapes, dtypes, lengths and labels; returns None when it is skipped.
+
+    A problem is reported through ``policy``: a DataError naming the file and the key, or with
+    ``--skip-bad`` a counted warning. Rows with non-finite labels are dropped (and counted) under
+    ``--skip-bad``; a broken file is dropped whole.
+    """
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        policy.report(path, f"not a readable HDF5 file ({e})")
+        return None
+    with f:
+        lengths: dict[str, int] = {}
+        for key, size in IMAGE_KEYS.items():
+            if key not in f or not isinstance(f[key], h5py.Dataset):
+                policy.report(path, f"missing dataset '{key}' (expected (N, {size}, {size}, 3) uint8)")
+                return None
+            d = f[key]
+            if d.ndim != 4 or d.shape[1:] != (size, size, 3) or d.dtype != np.uint8:
+                policy.report(path, f"dataset '{key}' is {d.shape} {d.dtype}, expected (N, {size}, {size}, 3) uint8")
+                return None
+            lengths[key] = d.shape[0]
+        gaze = None
+        if LABEL_KEY in f:
+            d = f[LABEL_KEY]
+            if not isinstance(d, h5py.Dataset) or d.ndim != 2 or d.shape[1] != 2 or d.dtype.kind != "f":
+                policy.report(path, f"dataset '{LABEL_KEY}' is {getattr(d, 'shape', '?')} {getattr(d, 'dtype', '')}, expected (N, 2) float pitch/yaw")
+                return None
+            lengths[LABEL_KEY] = d.shape[0]
+            gaze = np.asarray(d[()], dtype=np.float32)
+        elif require_labels:
+            policy.report(path, f"missing dataset '{LABEL_KEY}' (expected (N, 2) float pitch/yaw in radians)")
+            return None
+    if len(set(lengths.values())) != 1:
+        policy.report(path, "datasets have different lengths: " + ", ".join(f"'{k}' {n}" for k, n in lengths.items()))
+        return None
+    rows = np.arange(lengths["face"], dtype=np.int64)
+    if gaze is not None:
+        finite = np.isfinite(gaze).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            policy.report(path, f"dataset '{LABEL_KEY}' has {len(bad)} non-finite row(s), first at row {bad[0]}; those rows are dropped")
+            rows, gaze = rows[finite], gaze[finite]
+    if len(rows) == 0:
+        policy.report(path, "no samples")
+        return None
+    return FileIndex(path, rows, gaze)
+
+
+class GazeH5Dataset(Dataset):
+    """Samples of many HDF5 files, indexed without loading any image.
+
+    ``dataset[i]`` is a dict: ``face`` ``(3, 224, 224)``, ``leye``/``reye`` ``(3, 112, 112)`` uint8 RGB
+    tensors, ``gaze`` ``(2,)`` float32 radians (zeros when the files have no labels), ``participant``
+    (int index into ``self.participants``) and ``index`` (``i``). Crops stay uint8 up to the device
+    (4x less to copy between processes); models take float RGB in [0, 1].
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str | Path],
+        *,
+        augment: AugmentConfig | None = None,
+        policy: BadInputPolicy | None = None,
+        require_labels: bool = True,
+    ) -> None:
+        policy = policy or BadInputPolicy()
+        self.augment = augment
+        indexed = [ix for ix in (inspect_file(p, policy, require_labels=require_labels) for p in files) if ix is not None]
+        if not indexed:
+            raise DataError("no usable samples in " + ", ".join(str(p) for p in files[:5]) + (" ..." if len(files) > 5 else ""))
+        self.files = [str(ix.path) for ix in indexed]
+        self.participants = sorted({participant_id(ix.path) for ix in indexed})
+        pid_of = {p: i for i, p in enumerate(self.participants)}
+        self.file_index = np.concatenate([np.full(len(ix.rows), k, dtype=np.int32) for k, ix in enumerate(indexed)])
+        self.row_index = np.concatenate([ix.rows for ix in indexed])
+        self.participant_index = np.concatenate(
+            [np.full(len(ix.rows), pid_of[participant_id(ix.path)], dtype=np.int32) for ix in indexed]
+        )
+        self.has_labels = all(ix.gaze is not None for ix in indexed)
+        self.gaze = (
+            np.concatenate([ix.gaze for ix in indexed]).astype(np.float32)  # type: ignore[misc]
+            if self.has_labels
+            else np.zeros((len(self.row_index), 2), dtype=np.float32)
+        )
+        self.skipped = policy.count
+        self._handles: dict[int, tuple[h5py.File, h5py.Dataset, h5py.Dataset, h5py.Dataset]] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self.row_index)
+
+    def participant_of(self, indices: Sequence[int] | np.ndarray) -> list[str]:
+        """Participant ids of dataset indices."""
+        return [self.participants[k] for k in self.participant_index[np.asarray(indices, dtype=np.int64)]]
+
+    def _datasets(self, k: int) -> tuple[h5py.File, h5py.Dataset, h5py.Dataset, h5py.Dataset]:
+        """File ``k`` and its face/leye/reye datasets, opened once per process (lookups cost more than reads)."""
+        if os.getpid() != self._pid:  # a forked worker: never use the parent's handles
+            self._handles = {}
+            self._pid = os.getpid()
+        h = self._handles.get(k)
+        if h is None:
+            try:
+                f = h5py.File(self.files[k], "r")
+                h = (f, f["face"], f["leye"], f["reye"])
+            except (OSError, KeyError) as e:
+                raise DataError(f"{self.files[k]}: cannot open HDF5 file ({e})") from None
+            self._handles[k] = h
+        return h
+
+    def read(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The raw ``(H, W, 3)`` uint8 face, left-eye and right-eye crops of sample ``i``."""
+        k, row = int(self.file_index[i]), int(self.row_index[i])
+        _, face, leye, reye = self._datasets(k)
+        try:
+            return face[row], leye[row], reye[row]
+        except (OSError, KeyError) as e:
+            raise DataError(f"{self.files[k]}: cannot read row {row} ({e})") from None
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        face, leye, reye = (torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) for a in self.read(i))
+        gaze = torch.from_numpy(self.gaze[i].copy())
+        if self.augment is not None:
+            face, leye, reye, gaze = augment_sample(face, leye, reye, gaze, self.augment)
+        return {
+            "face": face,
+            "leye": leye,
+            "reye": reye,
+            "gaze": gaze,
+            "participant": int(self.participant_index[i]),
+            "index": i,
+        }
+
+    def close(self) -> None:
+        for f, *_ in self._handles.values():
+            f.close()
+        self._handles = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handles"] = {}  # spawned workers open their own
+        return state
+
+
+class H5Writer:
+    """Appends samples to a new ``frames_<camera>.h5`` in the training format.
+
+    Writes ``<path>.tmp`` and renames it to ``path`` on a clean ``close()``: an interrupted conversion
+    never leaves a file that looks complete. Images are chunked one sample per chunk, which is what
+    random access during training reads. ``extra`` names additional per-sample integer datasets.
+    """
+
+    def __init__(self, path: str | Path, *, compression: str | None = None, extra: Sequence[str] = ()) -> None:
+        if compression not in (None, "gzip", "lzf"):
+            raise DataError(f"unknown HDF5 compression {compression!r}; use none, gzip or lzf")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.file = h5py.File(self.tmp, "w")
+        self.n = 0
+        for key, size in IMAGE_KEYS.items():
+            self.file.create_dataset(
+                key, shape=(0, size, size, 3), maxshape=(None, size, size, 3), dtype=np.uint8,
+                chunks=(1, size, size, 3), compression=compression,
+            )
+        self.file.create_dataset(LABEL_KEY, shape=(0, 2), maxshape=(None, 2), dtype=np.float32, chunks=(4096, 2))
+        self.extra = tuple(extra)
+        for key in self.extra:
+            self.file.create_dataset(key, shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,))
+
+    def append(self, face: np.ndarray, leye: np.ndarray, reye: np.ndarray, gaze: np.ndarray, **extra: np.ndarray) -> None:
+        """Add ``(B, 224, 224, 3)``, ``(B, 112, 112, 3)`` x2 uint8 crops, ``(B, 2)`` gaze and ``(B,)`` extras."""
+        b = len(face)
+        arrays = {"face": face, "leye": leye, "reye": reye, LABEL_KEY: np.asarray(gaze, dtype=np.float32)}
+        if set(extra) != set(self.extra):
+            raise ValueError(f"H5Writer.append: extras {sorted(extra)} != declared {sorted(self.extra)}")
+        arrays.update(extra)
+        for key, a in arrays.items():
+            if len(a) != b:
+                raise ValueError(f"H5Writer.append: '{key}' has {len(a)} rows, 'face' has {b}")
+            d = self.file[key]
+            d.resize(self.n + b, axis=0)
+            d[self.n : self.n + b] = a
+        self.n += b
+
+    def truncate(self, n: int) -> None:
+        """Drop every row from ``n`` on (undo appends)."""
+        for key in (*IMAGE_KEYS, LABEL_KEY, *self.extra):
+            self.file[key].resize(n, axis=0)
+        self.n = n
+
+    def close(self) -> Path:
+        self.file.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> H5Writer:
+        return self
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` uint8 -> float32 in [0, 1] (on whatever device the tensor is)."""
+    return images.float().div_(255.0)
+
+
+def load_split(
+    root: str | Path,
+    split: str,
+    *,
+    camera: str = "basler",
+    augment: AugmentConfig | None = None,
+    policy: BadInputPolicy | None = None,
+) -> GazeH5Dataset:
+    """The dataset of one split (``train``, ``val``, ...) under ``root``."""
+    return GazeH5Dataset(find_h5_files(root, split, camera), augment=augment, policy=policy)
