@@ -15,6 +15,7 @@ The base lives in $PERCEPTION_TORCH_BASE, default <repo>/.venvs/torch-base.
 
 from __future__ import annotations
 
+import configparser
 import fcntl
 import os
 import subprocess
@@ -59,12 +60,35 @@ def ensure() -> Path:
     return _site_packages(base)
 
 
+def _console_scripts(site: Path) -> dict[str, str]:
+    """``name -> module:function`` of the console scripts of the distributions in the base (torchrun, ...)."""
+    scripts: dict[str, str] = {}
+    for ep_file in sorted(site.glob("*.dist-info/entry_points.txt")):
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str  # script names are case-sensitive
+        parser.read(ep_file)
+        if parser.has_section("console_scripts"):
+            scripts.update(parser.items("console_scripts"))
+    return scripts
+
+
 def link() -> Path:
     site = ensure()
-    target = Path(sysconfig.get_paths()["purelib"]) / PTH_NAME
     if sys.prefix == sys.base_prefix:
         raise SystemExit("torch_base: refusing to link into a non-virtual-environment Python")
+    target = Path(sysconfig.get_paths()["purelib"]) / PTH_NAME
     target.write_text(str(site) + "\n")
+    # Console scripts such as torchrun live in the base's bin/; give this environment its own, run by its
+    # own interpreter, as an installed torch would.
+    bindir = Path(sysconfig.get_paths()["scripts"])
+    for name, ref in _console_scripts(site).items():
+        module, _, func = ref.partition(":")
+        script = bindir / name
+        if not script.exists():
+            script.write_text(
+                f"#!{sys.executable}\nimport sys\nfrom {module} import {func}\nsys.exit({func}())\n"
+            )
+            script.chmod(0o755)
     return target
 
 

@@ -220,23 +220,23 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum a tensor over ranks (returns a new tensor; the input is untouched)."""
+def _all_reduce(tensor: torch.Tensor, op: dist.ReduceOp) -> torch.Tensor:
     out = tensor.detach().clone()
     if _active():
         if dist.get_backend() == "nccl" and out.device.type != "cuda":
-            out = out.cuda()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+            out = out.cuda()  # NCCL reduces CUDA tensors only
+        dist.all_reduce(out, op=op)
     return out.to(tensor.device)
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over ranks (returns a new tensor; the input is untouched)."""
+    return _all_reduce(tensor, dist.ReduceOp.SUM)
 
 
 def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
-    out = tensor.detach().clone()
-    if _active():
-        if dist.get_backend() == "nccl" and out.device.type != "cuda":
-            out = out.cuda()
-        dist.all_reduce(out, op=dist.ReduceOp.MAX)
-    return out.to(tensor.device)
+    """Element-wise maximum over ranks (returns a new tensor)."""
+    return _all_reduce(tensor, dist.ReduceOp.MAX)
 
 
 def all_gather_object(obj: Any) -> list[Any]:
