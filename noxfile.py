@@ -39,15 +39,13 @@ def demo(session: nox.Session) -> None:
     env = {"PERCEPTION_NO_PROGRESS": "1", "MPLBACKEND": "Agg"}
     for pkg in selected:
         session.run(pkg, "demo", "--out", str(out_root / pkg), "--device", "cpu", env=env)
-    rows = []
+    lines = []
     for pkg in selected:
         summary = json.loads((out_root / pkg / "summary.json").read_text())
-        metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary["metrics"].items())
-        rows.append((pkg, summary["version"], f"{summary['seconds']:.0f}s", metrics, str(out_root / pkg)))
-    width = [max(len(r[i]) for r in rows + [("package", "version", "time", "metrics", "outputs")]) for i in range(5)]
-    lines = [" | ".join(h.ljust(w) for h, w in zip(("package", "version", "time", "metrics", "outputs"), width))]
-    lines.append("-+-".join("-" * w for w in width))
-    lines += [" | ".join(c.ljust(w) for c, w in zip(r, width)) for r in rows]
+        lines.append(f"{pkg} {summary['version']}: {summary['seconds']:.0f} s, outputs in {out_root / pkg}")
+        for key, value in summary["metrics"].items():
+            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+            lines.append(f"    {key:<36} {shown}")
     session.log("demo summary\n" + "\n".join(lines))
 
 
