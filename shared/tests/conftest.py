@@ -1,14 +1,11 @@
-import logging
-
 import pytest
 import torch
+
+from perception_shared.logging import close_logging
 
 
 @pytest.fixture(autouse=True)
 def _small_threads_and_clean_logging():
     torch.set_num_threads(1)
     yield
-    logger = logging.getLogger("perception")
-    for h in list(logger.handlers):
-        logger.removeHandler(h)
-        h.close()
+    close_logging()

@@ -1,4 +1,3 @@
-import logging
 import os
 from pathlib import Path
 
@@ -6,6 +5,7 @@ import pytest
 import torch
 
 from gaze_estimation.synthetic import make_synthetic
+from perception_shared.logging import close_logging
 
 os.environ.setdefault("PERCEPTION_NO_PROGRESS", "1")
 
@@ -14,10 +14,7 @@ os.environ.setdefault("PERCEPTION_NO_PROGRESS", "1")
 def _small_threads_and_clean_logging():
     torch.set_num_threads(1)
     yield
-    logger = logging.getLogger("perception")
-    for h in list(logger.handlers):
-        logger.removeHandler(h)
-        h.close()
+    close_logging()
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,10 @@
-import logging
 import os
 
 import pytest
 import torch
 
 from perception_shared.config import load_config, resolve_config_path
+from perception_shared.logging import close_logging
 from sparse_video_loss.config import PACKAGE, TrainConfig
 from sparse_video_loss.synthetic import make_synthetic
 
@@ -15,10 +15,7 @@ os.environ.setdefault("PERCEPTION_NO_PROGRESS", "1")
 def _small_threads_and_clean_logging():
     torch.set_num_threads(1)
     yield
-    logger = logging.getLogger("perception")
-    for h in list(logger.handlers):
-        logger.removeHandler(h)
-        h.close()
+    close_logging()
 
 
 @pytest.fixture(scope="session")

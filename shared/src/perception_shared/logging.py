@@ -27,16 +27,26 @@ def get_logger(name: str | None = None) -> logging.Logger:
     return logging.getLogger(ROOT_LOGGER if not name else f"{ROOT_LOGGER}.{name}")
 
 
+def close_logging() -> None:
+    """Detach and close the ``perception`` logger's handlers (the run's log file among them).
+
+    For a process that runs several trainings in turn (a comparison, a test suite): the next
+    ``setup_logging`` would replace them anyway, but an open file handle should not outlive its run.
+    """
+    logger = logging.getLogger(ROOT_LOGGER)
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+
+
 def setup_logging(run_dir: str | Path | None = None, *, level: int = logging.INFO, filename: str = "train.log") -> logging.Logger:
     """Configure the ``perception`` logger for this process and return it.
 
     Rank 0: INFO to stderr and to ``run_dir/filename``. Other ranks: WARNING and above to stderr.
     Calling it again (for a new run in the same process) replaces the handlers.
     """
+    close_logging()
     logger = logging.getLogger(ROOT_LOGGER)
-    for h in list(logger.handlers):
-        logger.removeHandler(h)
-        h.close()
     logger.setLevel(level)
     logger.propagate = False
     rank = get_rank()
