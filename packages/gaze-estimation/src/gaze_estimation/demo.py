@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from PIL import Image
 
 from perception_shared.config import load_config, resolve_config_path
 from perception_shared.distributed import init_distributed
+from perception_shared.jsonio import write_json
 from perception_shared.logging import setup_logging
 from perception_shared.runs import prepare_run_dir
 
@@ -80,7 +80,7 @@ def run_demo(out: str | Path, device: str = "cpu", config: str = "demo") -> dict
             "first_epoch_val_error_deg": float(history[0].get("val/angular_error", np.nan)),
         },
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     m = summary["metrics"]
     print(
         f"gaze-estimation demo: {m['epochs']} epochs on synthetic data in {summary['seconds']} s; "

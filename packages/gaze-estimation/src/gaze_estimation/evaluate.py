@@ -13,7 +13,6 @@ Outputs (written by rank 0 into ``out_dir``):
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from perception_shared.checkpoint import load_checkpoint
 from perception_shared.config import config_from_dict
 from perception_shared.distributed import DistContext, gather_by_index
 from perception_shared.errors import CheckpointError
+from perception_shared.jsonio import write_json
 from perception_shared.logging import get_logger
 from perception_shared.plotting import plt
 from perception_shared.precision import Precision
@@ -123,7 +123,7 @@ def evaluate(
     if ctx.is_main:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_json(out / "metrics.json", metrics)
         per = metrics["per_participant"]
         write_csv(out / "per_participant.csv", ["participant", "n_samples", "mean_deg", "median_deg"],
                   [[p, v["n_samples"], f"{v['mean_deg']:.4f}", f"{v['median_deg']:.4f}"] for p, v in per.items()])

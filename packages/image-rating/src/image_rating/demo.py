@@ -17,6 +17,7 @@ import torch
 
 from perception_shared.config import load_config, resolve_config_path
 from perception_shared.distributed import init_distributed
+from perception_shared.jsonio import write_json
 
 from . import __version__
 from .config import RatingConfig
@@ -99,7 +100,7 @@ def _run_demo(out: Path, device: str, config: str, overrides: list[str]) -> dict
             "n_predicted_images": len(predictions),
         },
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     return summary
 
 

@@ -14,13 +14,10 @@ predictions in dataset order, and rank 0 computes and writes everything, so each
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -29,6 +26,7 @@ from perception_shared.checkpoint import BEST, load_checkpoint
 from perception_shared.config import config_from_dict
 from perception_shared.distributed import DistContext, broadcast_object, gather_by_index, init_distributed
 from perception_shared.errors import CheckpointError, UserError
+from perception_shared.jsonio import json_ready, write_json
 from perception_shared.logging import get_logger, progress
 from perception_shared.samplers import make_eval_loader
 
@@ -196,9 +194,9 @@ def evaluate_checkpoint(
             "images_dir": str(data.images_path),
             "skipped_rows": policy.count,
             "bootstrap": {"n_boot": boot, "confidence": cfg.eval.confidence, "method": "percentile, images resampled"},
-            "mean_over_dimensions": {k: _num(v) for k, v in means.items()},
+            "mean_over_dimensions": dict(means),
             "per_dimension": {
-                row["dimension"]: {k: _num(v) for k, v in row.items() if k != "dimension"}
+                row["dimension"]: {k: v for k, v in row.items() if k != "dimension"}
                 for row in df.to_dict("records")
             },
         }
@@ -206,8 +204,8 @@ def evaluate_checkpoint(
             result["note"] = (
                 "the val split also chose the best epoch; report a held-out test set (--split all) as final"
             )
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+        result = json_ready(result)  # plain numbers; NaN (r of a constant column) becomes null
+        write_json(out / "metrics.json", result)
         df.to_csv(out / "per_dimension_metrics.csv", index=False, float_format="%.6g")
         title = f"{cfg.model.backbone}, {split} split (n={len(idx)})"
         plot_per_dimension(df, out / "per_dimension_metrics.png", title)
@@ -227,11 +225,3 @@ def evaluate_checkpoint(
         )
     return broadcast_object(result)
 
-
-def _num(v: Any) -> Any:
-    """JSON-safe numbers: NaN (e.g. r of a constant column) becomes null."""
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(float(v)) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    return v

@@ -3,13 +3,13 @@ evaluation in and out of domain -> go/no-go report, written under one folder wit
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from perception_shared.config import load_config, resolve_config_path
 from perception_shared.distributed import init_distributed
+from perception_shared.jsonio import write_json
 from perception_shared.logging import get_logger, setup_logging
 from perception_shared.runs import prepare_run_dir
 from perception_shared.seed import seed_everything
@@ -78,7 +78,7 @@ def run_demo(
         "verdict": report["verdict"],
         "backbone_pretrained": False,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     m = summary["metrics"]
     print(
         f"saliency-entropy demo ({seconds:.0f} s, random-init ResNet-18 on synthetic data): "

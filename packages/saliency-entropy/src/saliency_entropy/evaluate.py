@@ -18,7 +18,6 @@ Outputs in ``<run>/evaluation/`` (or ``--out``): ``metrics.json`` (``n_samples``
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from perception_shared.checkpoint import load_checkpoint
 from perception_shared.config import config_from_dict
 from perception_shared.distributed import DistContext, all_gather_object, barrier, gather_by_index, main_then_broadcast
 from perception_shared.errors import CheckpointError, DataError
+from perception_shared.jsonio import write_json
 from perception_shared.logging import get_logger, progress
 from perception_shared.plotting import plt
 from perception_shared.samplers import make_eval_loader
@@ -301,7 +301,7 @@ def evaluate_run(
     if policy.count:
         result["skipped_bad_inputs"] = policy.count
     if ctx.is_main:
-        (out / "metrics.json").write_text(json.dumps(result, indent=2))
+        write_json(out / "metrics.json", result)
         with open(out / "per_image.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=list(per_image[0]))
             w.writeheader()

@@ -27,6 +27,7 @@ import numpy as np
 
 from perception_shared.config import load_config
 from perception_shared.errors import DataError
+from perception_shared.jsonio import write_json
 from perception_shared.plotting import plt
 
 from . import __version__
@@ -302,7 +303,7 @@ def make_report(
         "runs": runs,
         "figures": figures,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_json(out / "report.json", report)
     (out / "report.md").write_text(_markdown(report))
     return report
 

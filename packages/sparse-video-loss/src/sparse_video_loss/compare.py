@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 from perception_shared.checkpoint import CheckpointManager
 from perception_shared.distributed import DistContext, barrier
 from perception_shared.errors import ConfigError
-from perception_shared.jsonio import json_ready
+from perception_shared.jsonio import write_json
 from perception_shared.logging import get_logger, setup_logging
 from perception_shared.preemption import MARKER, Preempted
 from perception_shared.runs import check_writable_dir, prepare_run_dir
@@ -87,7 +86,7 @@ def compare(
         rows = comparison_rows(results)
         budget = f"{cfg.loop.epochs} epochs, batch {cfg.data.batch_size}, seed {cfg.seed}, SimVP-{cfg.model.model_type}"
         md, csv_path = write_comparison(rows, out / "comparison.md", out / "comparison.csv", title=f"Loss comparison ({budget})")
-        (out / "comparison.json").write_text(json.dumps(json_ready({"config": dataclasses.asdict(cfg), "results": results}), indent=2, allow_nan=False) + "\n")
+        write_json(out / "comparison.json", {"config": dataclasses.asdict(cfg), "results": results})
         first = next(iter(results.values()))
         horizon_png = plot_per_horizon(results, out / "per_horizon.png", baselines=first["baselines"])
         grid_png = _prediction_grid(cfg, losses, out, ctx.device, n_examples)

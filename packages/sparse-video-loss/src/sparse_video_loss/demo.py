@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from perception_shared.config import load_config, resolve_config_path
 from perception_shared.distributed import barrier, init_distributed
+from perception_shared.jsonio import write_json
 from perception_shared.logging import setup_logging
 from perception_shared.runs import check_writable_dir, prepare_run_dir
 
@@ -70,7 +70,7 @@ def run_demo(
         },
     }
     if ctx.is_main:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(out / "summary.json", summary)
         print(_human_summary(summary, results))
     return summary
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from perception_shared.checkpoint import load_checkpoint
 from perception_shared.config import config_from_dict
 from perception_shared.distributed import DistContext, gather_by_index
 from perception_shared.errors import CheckpointError, DataError
-from perception_shared.jsonio import json_ready
+from perception_shared.jsonio import json_ready, write_json
 from perception_shared.logging import get_logger, progress
 from perception_shared.plotting import write_history_csv
 from perception_shared.samplers import eval_indices, make_eval_loader
@@ -170,7 +169,7 @@ def evaluate_run(
     if ctx.is_main:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+        write_json(out / "metrics.json", metrics)
         write_per_horizon_csv(metrics, out / "per_horizon.csv")
         plot_per_horizon({cfg.loss.name: metrics}, out / "per_horizon.png", baselines=metrics["baselines"])
         rows = min(n_examples, len(test["index"]))
