@@ -3,6 +3,7 @@
     nox -s demo    every package's pipeline end to end on its synthetic data, tiny, on CPU
     nox -s tests   the tox environments: shared, the four packages, integration
     nox -s bench   every package's benchmark scripts; JSON into benchmark_outputs/
+    nox -s gpu_check   tools/gpu_check.py on one CUDA GPU (pass --device cpu for the dry run)
     nox -s lint    ruff
 
 torch and torchvision come from one shared base environment (tools/torch_base.py), not once per session.
@@ -11,6 +12,7 @@ torch and torchvision come from one shared base environment (tools/torch_base.py
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nox
@@ -59,13 +61,31 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """Every package's benchmark scripts; results as JSON in benchmark_outputs/."""
+    """Every package's benchmark scripts; results as JSON in benchmark_outputs/.
+
+    The side-by-side references come from their own sources: pysaliency from PyPI (saliency-entropy's
+    ``bench`` extra), the original SimVP from a checkout named by $SIMVP_REF_PATH.
+    """
     _install_all(session)
+    session.install(f"{ROOT / 'packages' / 'saliency-entropy'}[bench]")
     out = ROOT / "benchmark_outputs"
     out.mkdir(exist_ok=True)
     for pkg in PACKAGES:
         for script in sorted((ROOT / "packages" / pkg / "benchmarks").glob("*.py")):
+            if script.name == "vs_reference.py" and not os.environ.get("SIMVP_REF_PATH"):
+                session.warn(f"skipping {script}: set SIMVP_REF_PATH to a checkout of the original SimVP/OpenSTL")
+                continue
             session.run("python", str(script), "--out", str(out / f"{pkg}-{script.stem}.json"), env={"PERCEPTION_NO_PROGRESS": "1"})
+
+
+@nox.session(name="gpu_check", python="3.11")
+def gpu_check(session: nox.Session) -> None:
+    """Every package's research-size model for a few bf16 steps on the GPU, sync-checked; JSON report."""
+    _install_all(session)
+    out = ROOT / "benchmark_outputs"
+    out.mkdir(exist_ok=True)
+    args = session.posargs or ["--device", "cuda"]
+    session.run("python", str(ROOT / "tools" / "gpu_check.py"), *args, "--out", str(out / "gpu_check.json"))
 
 
 @nox.session(python="3.11")

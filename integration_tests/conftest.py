@@ -72,11 +72,14 @@ def _between(metrics: dict, key: str, lo: float, hi: float) -> list[str]:
     return []
 
 
+# every package's CLI has these (perception_shared.cli), plus its own
+COMMON_SUBCOMMANDS = ("make-synthetic", "validate-data", "train", "evaluate", "predict", "export", "weights", "demo")
+
 PACKAGES: dict[str, Package] = {
     "sparse-video-loss": Package(
         name="sparse-video-loss",
         module="sparse_video_loss",
-        subcommands=("train", "evaluate", "make-synthetic", "demo", "compare", "import-csv"),
+        subcommands=COMMON_SUBCOMMANDS + ("compare", "import-csv"),
         synthetic_args=("--n-train", "48", "--n-val", "16", "--n-test", "13"),
         train_args=lambda data: ["--config", "demo", "--data", str(data)],
         evaluate_args=lambda run, data, out: [str(run), "--data", str(data), "--out", str(out)],
@@ -88,10 +91,11 @@ PACKAGES: dict[str, Package] = {
     "gaze-estimation": Package(
         name="gaze-estimation",
         module="gaze_estimation",
-        subcommands=("train", "evaluate", "make-synthetic", "demo", "predict", "convert-eve"),
-        synthetic_args=("--train-participants", "2", "--val-participants", "2", "--samples", "13"),
+        subcommands=COMMON_SUBCOMMANDS + ("predict-raw", "convert-eve"),
+        # three training participants: one of them is held out for model selection
+        synthetic_args=("--train-participants", "3", "--val-participants", "2", "--samples", "13"),
         train_args=lambda data: ["--config", "demo", "--data", str(data)],
-        evaluate_args=lambda run, data, out: ["--run-dir", str(run), "--data", str(data), "--out", str(out)],
+        evaluate_args=lambda run, data, out: [str(run), "--data", str(data), "--out", str(out)],
         metrics_json=lambda out: out / "metrics.json",
         n_eval_samples=lambda data: _count_h5(data, "val"),
         # trained: clearly below the error of always predicting the mean gaze
@@ -100,7 +104,7 @@ PACKAGES: dict[str, Package] = {
     "image-rating": Package(
         name="image-rating",
         module="image_rating",
-        subcommands=("train", "evaluate", "make-synthetic", "demo", "predict", "verify-setup"),
+        subcommands=COMMON_SUBCOMMANDS + ("verify-setup",),
         synthetic_args=("--n-images", "41", "--size", "64"),
         train_args=lambda data: ["--config", "demo", "--data", str(data)],
         evaluate_args=lambda run, data, out: [str(run), "--out", str(out)],
@@ -112,7 +116,7 @@ PACKAGES: dict[str, Package] = {
     "saliency-entropy": Package(
         name="saliency-entropy",
         module="saliency_entropy",
-        subcommands=("train", "evaluate", "make-synthetic", "demo", "report"),
+        subcommands=COMMON_SUBCOMMANDS + ("report", "study", "extract-fixations"),
         synthetic_args=("--mit-images", "16", "--subjects", "4", "--cat-per-category", "3"),
         train_args=lambda data: ["--config", "demo", "--data", str(data / "MIT1003"), "--cat2000", str(data / "CAT2000")],
         evaluate_args=lambda run, data, out: [str(run), "--out", str(out)],

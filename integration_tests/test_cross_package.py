@@ -15,7 +15,7 @@ from conftest import PACKAGES, run
 def test_gaze_predictions_become_sparse_video_sequences(tmp_path):
     gaze, sparse = PACKAGES["gaze-estimation"], PACKAGES["sparse-video-loss"]
     data = tmp_path / "gaze-data"
-    run([gaze.script, "make-synthetic", data, "--train-participants", "2", "--val-participants", "3", "--samples", "40"])
+    run([gaze.script, "make-synthetic", data, "--train-participants", "3", "--val-participants", "3", "--samples", "40"])
     run_dir = tmp_path / "gaze-run"
     run([gaze.script, "train", *gaze.train_args(data), "--device", "cpu", "--run-dir", run_dir,
          "--set", "loop.epochs=1"], timeout=900)
@@ -23,7 +23,7 @@ def test_gaze_predictions_become_sparse_video_sequences(tmp_path):
     traces = []
     for split, h5 in zip(("train", "val", "test"), sorted(data.glob("val*/participant_*/frames_*.h5"))):
         pred_csv, trace_csv = tmp_path / f"pred-{split}.csv", tmp_path / f"trace-{split}.csv"
-        run([gaze.script, "predict", h5, "--run-dir", run_dir, "--out", pred_csv, "--device", "cpu",
+        run([gaze.script, "predict", "--run", run_dir, h5, "--out", pred_csv, "--device", "cpu",
              "--trace-csv", trace_csv, "--screen-px", width, height, "--distance-px", distance, "--fps", fps])
         # the trace's sequence names come from the files; make them unique and assign a split each
         rows = [dict(r, sequence=f"{split}-{r['sequence']}", split=split) for r in csv.DictReader(open(trace_csv))]

@@ -1,4 +1,4 @@
-"""Every SLURM template parses (the launch itself is tested in test_cluster.py)."""
+"""Every SLURM template parses as bash, even where no Slurm can run (slurm/test_templates.py submits them)."""
 
 import subprocess
 from pathlib import Path

@@ -105,7 +105,7 @@ def main(out_dir: str) -> None:
         model=model2, optimizer=torch.optim.SGD(model2.parameters(), lr=0.1),
         train_loader=make_train_loader(TensorDataset(x, y), 4, seed=0),
         step_fn=lambda m, b, info: (trainer2.preemption.request("SIGTERM") if ctx.rank == 1 and info.step == 1 else None) or step(m, b, info),
-        loop=LoopConfig(epochs=2), ctx=ctx, run_dir=Path(str(run_dir) + "_pre"), config={},
+        loop=LoopConfig(epochs=2, log_every=1), ctx=ctx, run_dir=Path(str(run_dir) + "_pre"), config={},
     )
     try:
         trainer2.fit()

@@ -1,3 +1,6 @@
+import hashlib
+import json
+import logging
 import math
 import os
 import signal
@@ -58,7 +61,7 @@ def build(run_dir, epochs, *, workers=0, sched="multistep", signal_at=None, pati
         x, y = val.tensors
         return {"loss": float(((m(x).squeeze(-1) - y) ** 2).mean())}
 
-    loop = LoopConfig(epochs=epochs, early_stopping_patience=patience, log_every=2, **(loop_kw or {}))
+    loop = LoopConfig(**{"epochs": epochs, "early_stopping_patience": patience, "log_every": 2, **(loop_kw or {})})
     trainer = Trainer(model=model, optimizer=opt, train_loader=loader, step_fn=step, eval_fn=evaluate,
                       loop=loop, ctx=ctx, run_dir=run_dir, config={"epochs": epochs}, scheduler=scheduler,
                       scheduler_interval=interval)
@@ -132,11 +135,83 @@ def test_early_stopping_and_plateau_scheduler(tmp_path):
     assert lrs[-1] < lrs[0]  # ReduceLROnPlateau acted on the monitored value
 
 
-def test_nonfinite_loss_stops_with_a_clear_error(tmp_path):
-    trainer, _ = build(tmp_path, 2)
-    trainer.step_fn = lambda m, b, info: StepOutput(torch.tensor(math.nan, requires_grad=True))
-    with pytest.raises(NonFiniteLossError, match="nan at epoch 1, step 0"):
+def test_nonfinite_loss_stops_at_the_next_log_interval_and_is_never_checkpointed(tmp_path):
+    trainer, _ = build(tmp_path, 2)  # log_every=2
+    original = trainer.step_fn
+
+    def step(m, b, info):
+        out = original(m, b, info)
+        return StepOutput(out.loss * math.nan, out.metrics, out.n) if info.step == 2 else out
+
+    trainer.step_fn = step
+    with pytest.raises(NonFiniteLossError, match="NaN or infinite in epoch 1 before step 4"):
         trainer.fit()
+    assert not list(tmp_path.glob("*.pth"))  # no checkpoint holds weights a NaN step touched
+    assert json.loads((tmp_path / "manifest.json").read_text())["status"] == "failed"
+
+
+def test_nonfinite_loss_on_the_last_step_of_an_epoch_stops_before_the_checkpoint(tmp_path):
+    trainer, _ = build(tmp_path, 2, loop_kw={"log_every": 1000})
+    original = trainer.step_fn
+    trainer.step_fn = lambda m, b, info: StepOutput(original(m, b, info).loss * math.inf) if info.batch_index == 5 else original(m, b, info)
+    with pytest.raises(NonFiniteLossError, match="epoch 1"):
+        trainer.fit()
+    assert not list(tmp_path.glob("*.pth"))
+
+
+def test_skipping_nonfinite_batches_when_asked(tmp_path):
+    trainer, _ = build(tmp_path, 1, loop_kw={"stop_on_nonfinite": False})
+    original = trainer.step_fn
+    trainer.step_fn = lambda m, b, info: StepOutput(original(m, b, info).loss * math.nan) if info.batch_index == 1 else original(m, b, info)
+    result = trainer.fit()
+    assert result.global_step == 5 and math.isfinite(result.history[-1]["train/loss"])
+
+
+def test_training_steps_read_the_host_once_per_log_interval(tmp_path):
+    from perception_shared.testing import count_host_reads
+
+    trainer, _ = build(tmp_path, 1, loop_kw={"log_every": 3, "grad_clip": 1.0})  # 6 steps, 1 epoch
+    trainer.eval_fn = None
+    # only the loop: the checkpoints and history after the epoch are allowed their reads
+    original_end = trainer._end_epoch
+    reads = {}
+
+    def end_epoch():
+        reads["loop"] = counter.count
+        return original_end()
+
+    trainer._end_epoch = end_epoch
+    with count_host_reads() as counter:
+        trainer.fit()
+    assert reads["loop"] <= 6 // 3, counter.summary()
+    assert counter.count > reads["loop"]  # the counter does see the reads at the epoch's end
+    history = (tmp_path / "metrics.csv").read_text()
+    assert "train_step/grad_norm" in history and "train_step/abs" in history
+
+
+def test_manifest_records_the_run_and_its_end(tmp_path):
+    trainer, _ = build(tmp_path, 1)
+    data = tmp_path.parent / f"{tmp_path.name}_data.bin"
+    data.write_bytes(b"abc" * 1000)
+    trainer.manifest_info = {"data_paths": {"train": data}, "seeds": {"seed": 7}, "weights": [{"identifier": "none", "kind": "random"}]}
+    trainer.fit()
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert m["status"] == "completed" and m["exit_code"] == 0 and m["end_time"]
+    assert m["data"]["train"]["bytes"] == 3000
+    assert m["data"]["train"]["hash"] == hashlib.sha256(b"abc" * 1000).hexdigest()
+    assert m["seeds"] == {"seed": 7} and m["weights"][0]["kind"] == "random"
+    assert m["world_size"] == 1 and "torch" in m["versions"] and m["config"] == {"epochs": 1}
+
+
+def test_resume_after_an_unannounced_kill_says_how_many_steps_were_lost(tmp_path, caplog):
+    trainer, _ = build(tmp_path, 2, signal_at=3)
+    with pytest.raises(Preempted):
+        trainer.fit()  # checkpoint at step 4
+    (tmp_path / "progress.json").write_text(json.dumps({"global_step": 7}))  # the killed attempt got further
+    again, _ = build(tmp_path, 2)
+    with caplog.at_level(logging.WARNING):
+        again.fit(resume=True)
+    assert "3 step(s) were lost" in caplog.text
 
 
 def test_resume_with_a_model_that_does_not_fit_is_a_checkpoint_error(tmp_path):

@@ -68,8 +68,13 @@ def loader_throughput(root: Path, batch_size: int, workers: int, batches: int, a
 def step_time(name: str, device: torch.device, batch_size: int, steps: int) -> dict[str, float]:
     """Median seconds per training step of model ``name`` (after one warm-up step) and samples/s."""
     torch.manual_seed(0)
-    cfg = ModelConfig(name=name) if name != "gazetr_tiny" else ModelConfig(name=name, d_model=64, num_heads=4, dim_feedforward=128, num_layers=2)
-    model = build_model(cfg).to(device).train()
+    cfg = (
+        ModelConfig(name=name, pretrained=False)
+        if name != "gazetr_tiny"
+        else ModelConfig(name=name, d_model=64, num_heads=4, dim_feedforward=128, num_layers=2, pretrained=False)
+    )
+    model, _ = build_model(cfg)  # random init: the benchmark times steps, it never downloads weights
+    model = model.to(device).train()
     opt = make_optimizer(model, OptimConfig())
     g = torch.Generator().manual_seed(0)
     face = torch.randint(0, 256, (batch_size, 3, 224, 224), dtype=torch.uint8, generator=g).to(device)

@@ -4,10 +4,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from gaze_estimation.cli import main
 from gaze_estimation.synthetic import make_synthetic
 from perception_shared.logging import close_logging
 
 os.environ.setdefault("PERCEPTION_NO_PROGRESS", "1")
+
+# The toy config at its smallest: what the tests train (pretrained: false, as demo.yaml says).
+SMALL = ["--config", "demo", "--set", "model.d_model=32", "--set", "model.num_layers=1", "--set", "figure_samples=2"]
 
 
 @pytest.fixture(autouse=True)
@@ -26,3 +30,13 @@ def synth_root(tmp_path_factory) -> Path:
     (root / "tmp_train" / "train").rename(root / "train")
     (root / "tmp_val" / "val").rename(root / "val")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synth_root, tmp_path_factory) -> Path:
+    """A run directory trained for one epoch through the CLI (read-only; copy it to change it)."""
+    run = tmp_path_factory.mktemp("cli") / "run"
+    code = main(["train", *SMALL, "--data", str(synth_root), "--run-dir", str(run), "--set", "loop.epochs=1", "--device", "cpu"])
+    assert code == 0
+    close_logging()
+    return run

@@ -7,37 +7,58 @@ from pathlib import Path
 
 import pytest
 
-from gaze_estimation.cli import build_parser, main
+from gaze_estimation.cli import build_parser, main, shipped_configs
 from perception_shared.checkpoint import load_checkpoint
+from perception_shared.manifest import load_manifest
 
-SMALL = ["--config", "demo", "--set", "model.d_model=32", "--set", "model.num_layers=1", "--set", "figure_samples=2"]
-
-
-@pytest.fixture(scope="module")
-def cli_run(synth_root, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("cli") / "run"
-    code = main(["train", *SMALL, "--data", str(synth_root), "--run-dir", str(run), "--set", "loop.epochs=1", "--device", "cpu"])
-    assert code == 0
-    return run
+from conftest import SMALL
 
 
-def test_train_evaluate_predict_resume(cli_run, synth_root, tmp_path):
-    assert (cli_run / "best_model.pth").is_file() and (cli_run / "train.log").is_file()
-    assert main(["evaluate", "--run-dir", str(cli_run), "--device", "cpu"]) == 0
-    metrics = json.loads((cli_run / "evaluation_val" / "metrics.json").read_text())
+def test_train_evaluate_predict_resume(tiny_run, synth_root, tmp_path):
+    assert (tiny_run / "best_model.pth").is_file() and (tiny_run / "train.log").is_file()
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(tiny_run), "--out", str(out), "--device", "cpu"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_samples"] == 32 and set(metrics["per_participant"]) == {"val01", "val02"}
-    assert (cli_run / "evaluation_val" / "per_participant.csv").is_file()
-    out = tmp_path / "pred.csv"
+    assert metrics["random_init"] is True and "RANDOM INIT" in metrics["weights_used"] and metrics["purpose"] == "toy"
+    assert (out / "per_participant.csv").is_file()
+    # RUN may also be the checkpoint file itself
+    assert main(["evaluate", str(tiny_run / "best_model.pth"), "--out", str(tmp_path / "eval2"), "--device", "cpu"]) == 0
+    pred = tmp_path / "pred.csv"
     h5 = synth_root / "val" / "participant_val02" / "frames_basler.h5"
-    assert main(["predict", str(h5), "--run-dir", str(cli_run), "--out", str(out), "--device", "cpu"]) == 0
-    assert len(out.read_text().strip().splitlines()) == 1 + 16
+    assert main(["predict", "--run", str(tiny_run), str(h5), str(h5), "--out", str(pred), "--device", "cpu"]) == 0
+    assert len(pred.read_text().strip().splitlines()) == 1 + 2 * 16
     # resuming without --config uses the run's own config.yaml; one more epoch
     resumed = tmp_path / "resumed"
-    shutil.copytree(cli_run, resumed)
+    shutil.copytree(tiny_run, resumed)
     assert main(["train", "--resume", str(resumed), "--set", "loop.epochs=2", "--device", "cpu"]) == 0
     state = load_checkpoint(resumed / "final_model.pth")
     assert state["epoch"] == 2 and state["config"]["model"]["d_model"] == 32
-    assert "random initialization" in (cli_run / "train.log").read_text()
+    log = (tiny_run / "train.log").read_text()
+    assert "RANDOM initialization" in log and "TOY settings" in log
+
+
+def test_every_run_has_a_manifest(tiny_run, synth_root):
+    m = load_manifest(tiny_run)
+    assert m["status"] == "completed" and m["exit_code"] == 0 and m["seeds"]["seed"] == 0
+    roles = [k.split(":")[0] for k in m["data"]]
+    assert (roles.count("train"), roles.count("selection"), roles.count("report")) == (3, 1, 2)
+    assert {k.split(":")[1] for k in m["data"] if k.startswith("report:")} == {"val01", "val02"}
+    assert all(e["kind"] == "file" and len(e["hash"]) == 64 for e in m["data"].values())
+    assert {w["role"] for w in m["weights"]} == {"face", "eye"} and not any(w["pretrained"] for w in m["weights"])
+    assert m["versions"]["gaze-estimation"] and m["command"][0]
+
+
+def test_evaluate_refuses_other_data_unless_allowed(tiny_run, synth_root, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(synth_root, other)
+    assert main(["evaluate", str(tiny_run), "--data", str(other), "--split", "train", "--out", str(tmp_path / "e"), "--device", "cpu"]) == 2
+    assert "different data" in capsys.readouterr().err
+    assert main(["evaluate", str(tiny_run), "--data", str(other), "--split", "train", "--out", str(tmp_path / "e"),
+                 "--device", "cpu", "--allow-data-mismatch"]) == 0
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["data_mismatch_allowed"] and metrics["protocol"]["disjoint"] is False
+    assert metrics["protocol"]["statement"].startswith("NOT an independent estimate")
 
 
 def test_user_errors_exit_2_with_a_message(tmp_path, capsys, synth_root):
@@ -47,11 +68,12 @@ def test_user_errors_exit_2_with_a_message(tmp_path, capsys, synth_root):
     assert "gazetr_huge" in capsys.readouterr().err
     assert main(["train", "--config", "no_such_config"]) == 2
     assert "no_such_config" in capsys.readouterr().err
-    assert main(["evaluate"]) == 2
-    assert "--run-dir or --checkpoint" in capsys.readouterr().err
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "missing.pth")]) == 2
-    assert "missing.pth does not exist" in capsys.readouterr().err
-    assert main(["predict", str(tmp_path), "--checkpoint", str(tmp_path / "x.pth"), "--out", str(tmp_path / "o.csv")]) == 2
+    assert main(["evaluate", str(tmp_path / "missing.pth")]) == 2
+    assert "missing.pth" in capsys.readouterr().err
+    assert main(["train", "--config", "eve_hybrid", "--weights", str(tmp_path / "w.pth")]) == 2
+    assert "face_weights_file" in capsys.readouterr().err
+    assert main(["train", *SMALL, "--set", "data.selection_participants=4", "--data", str(synth_root), "--output-dir", str(tmp_path)]) == 2
+    assert "selection_participants is 4" in capsys.readouterr().err
 
 
 def test_make_synthetic_cli(tmp_path):
@@ -62,7 +84,10 @@ def test_make_synthetic_cli(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "make-synthetic", "convert-eve", "demo"])
+@pytest.mark.parametrize(
+    "command",
+    ["make-synthetic", "validate-data", "train", "evaluate", "predict", "predict-raw", "export", "weights", "demo", "convert-eve"],
+)
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args([command, "--help"])
@@ -79,27 +104,30 @@ def test_torchrun_two_processes_train_and_evaluate(synth_root, tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert all(r["world_size"] == 2 and r["global_step"] == 128 // 2 // 8 for r in ranks)
+    # 3 of the 4 training participants (one is held out for model selection), 32 samples each
+    assert all(r["world_size"] == 2 and r["global_step"] == 96 // 2 // 8 for r in ranks)
     assert all(r["n_samples"] == 32 for r in ranks)
     state = load_checkpoint(tmp_path / "run" / "best_model.pth")
     assert state["world_size"] == 2
     ddp = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert ddp["n_samples"] == 32 and ddp["per_participant"]["val01"]["n_samples"] == 16
     # the same checkpoint evaluated by one process gives the same numbers
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "run" / "best_model.pth"), "--out", str(tmp_path / "one"), "--device", "cpu"]) == 0
+    assert main(["evaluate", str(tmp_path / "run" / "best_model.pth"), "--out", str(tmp_path / "one"), "--device", "cpu"]) == 0
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     assert ddp["mean_angular_error_deg"] == pytest.approx(one["mean_angular_error_deg"], abs=1e-4)
     assert ddp["median_angular_error_deg"] == pytest.approx(one["median_angular_error_deg"], abs=1e-4)
 
 
-@pytest.mark.parametrize("name", ["demo", "eve_lite", "eve_hybrid", "synthetic_lite", "synthetic_tiny"])
-def test_shipped_configs_load_and_name_a_known_model(name):
-    from gaze_estimation.config import TrainConfig
-    from gaze_estimation.models import MODEL_NAMES
-    from perception_shared.config import load_config, resolve_config_path
-
-    cfg = load_config(TrainConfig, resolve_config_path("gaze_estimation", name))
-    assert cfg.model.name in MODEL_NAMES and cfg.loop.monitor == "val/angular_error"
+def test_shipped_configs_say_what_they_are():
+    configs = shipped_configs()
+    assert set(configs) == {"demo", "eve_lite", "eve_hybrid", "synthetic_lite", "synthetic_tiny"}
+    for name, cfg in configs.items():
+        research = cfg.purpose == "research"
+        # research configs ask for ImageNet weights by identifier, one per backbone role; toys say pretrained: false
+        assert cfg.model.pretrained == research, name
+        requests = cfg.model.weights_requests()
+        assert [r.role for r in requests] == (["face", "eye"] if research else []), name
+        assert all(r.pretrained == research for r in requests)
 
 
 def test_crop_folder_errors_name_the_folder(tmp_path):

@@ -71,7 +71,8 @@ def test_seeded_augmentation_is_reproducible(synth_root):
         ({"drop": "gaze"}, "missing dataset 'gaze'"),
         ({"eye_rows": 3}, "different lengths"),
         ({"gaze": np.zeros((4, 3), np.float32)}, "dataset 'gaze'"),
-        ({"gaze": np.array([[0, 0], [np.nan, 0], [0, 0], [0, 0]], np.float32)}, "'gaze' has 1 non-finite row"),
+        ({"gaze": np.array([[0, 0], [np.nan, 0], [0, 0], [0, 0]], np.float32)}, "'gaze': 1 non-finite row"),
+        ({"gaze": np.array([[0, 0], [0, 0], [12.0, 30.0], [0, 0]], np.float32)}, "1 row.* outside .* first at row 2 .*degrees"),
     ],
 )
 def test_bad_files_name_file_and_key(tmp_path, kwargs, message):

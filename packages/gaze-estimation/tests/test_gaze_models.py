@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 import torchvision
@@ -13,6 +15,7 @@ from gaze_estimation.models import (
 from perception_shared.errors import ConfigError, WeightsError
 
 TINY = ModelConfig(name="gazetr_tiny", tiny_width=8, d_model=32, num_layers=1, num_heads=4, dim_feedforward=64)
+TINY_RANDOM = replace(TINY, pretrained=False)
 
 
 def real_batch(b: int = 2):
@@ -66,44 +69,49 @@ def test_eyes_are_told_apart_and_batch_independent():
 
 
 def test_build_model_by_name_and_unknown_name():
-    assert isinstance(build_model(TINY), torch.nn.Module)
-    bad = ModelConfig(name="gazetr_tiny")
+    model, sources = build_model(TINY_RANDOM)
+    assert isinstance(model, torch.nn.Module) and not any(s.pretrained for s in sources.values())
+    bad = ModelConfig(name="gazetr_tiny", pretrained=False)
     bad.name = "gazetr_huge"
     with pytest.raises(ConfigError, match="unknown model 'gazetr_huge'"):
         build_model(bad)
+    with pytest.raises(ConfigError, match="gazetr_tiny has no pretrained weights"):
+        build_model(TINY)
 
 
-def test_pretrained_whole_model_and_mismatch(tmp_path):
+def test_init_checkpoint_whole_model_and_mismatch(tmp_path):
     torch.manual_seed(0)
     src = GazeTRTiny(TINY).eval()
     path = tmp_path / "w.pth"
     torch.save(src.state_dict(), path)
-    cfg = ModelConfig(**{**TINY.__dict__, "pretrained": path})
-    loaded = build_model(cfg).eval()
+    loaded = build_model(replace(TINY_RANDOM, init_checkpoint=path))[0].eval()
     batch = real_batch()
     with torch.no_grad():
         torch.testing.assert_close(loaded(*batch), src(*batch))
-    other = ModelConfig(**{**TINY.__dict__, "d_model": 64, "pretrained": path})
     with pytest.raises(WeightsError, match="shape mismatches") as e:
-        build_model(other)
+        build_model(replace(TINY_RANDOM, d_model=64, init_checkpoint=path))
     assert str(path) in str(e.value)
     sd = src.state_dict()
     sd["extra.weight"] = torch.zeros(1)
     torch.save(sd, tmp_path / "extra.pth")
     with pytest.raises(WeightsError, match="unexpected keys: extra.weight"):
-        build_model(ModelConfig(**{**TINY.__dict__, "pretrained": tmp_path / "extra.pth"}))
+        build_model(replace(TINY_RANDOM, init_checkpoint=tmp_path / "extra.pth"))
 
 
-def test_pretrained_backbone_from_a_classifier_checkpoint(tmp_path):
+def test_backbone_weights_from_a_local_classifier_file(tmp_path):
+    """``model.face_weights_file``/``eye_weights_file`` (``train --weights``): a torchvision ImageNet file, fc dropped."""
     torch.manual_seed(0)
     resnet = torchvision.models.resnet18(weights=None, num_classes=1000)
     path = tmp_path / "resnet18_imagenet.pth"
     torch.save(resnet.state_dict(), path)  # has fc.weight / fc.bias, which the branch lacks
-    model = build_model(ModelConfig(name="gazetr_lite", pretrained_face=path, pretrained_eye=path))
+    model, sources = build_model(ModelConfig(name="gazetr_lite", face_weights_file=path, eye_weights_file=path))
     for branch in (model.face, model.leye, model.reye):
         torch.testing.assert_close(branch.conv1.weight, resnet.conv1.weight)
         torch.testing.assert_close(branch.layer4[1].bn2.running_var, resnet.layer4[1].bn2.running_var)
+    assert {r: (s.kind, s.identifier) for r, s in sources.items()} == {
+        "face": ("file", "torchvision:ResNet18_Weights.IMAGENET1K_V1"), "eye": ("file", "torchvision:ResNet18_Weights.IMAGENET1K_V1")
+    }
     wrong = tmp_path / "tiny.pth"
     torch.save(GazeTRTiny(TINY).face.state_dict(), wrong)
-    with pytest.raises(WeightsError, match="does not fit the face backbone"):
-        build_model(ModelConfig(name="gazetr_lite", pretrained_face=wrong))
+    with pytest.raises(WeightsError, match="does not fit torchvision's ResNet18_Weights"):
+        build_model(ModelConfig(name="gazetr_lite", face_weights_file=wrong))

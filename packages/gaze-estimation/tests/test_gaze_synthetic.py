@@ -8,6 +8,7 @@ from gaze_estimation.synthetic import (
     _base_layers,
     _eye_layers,
     _grid,
+    face_centre_image,
     make_synthetic,
     render_face,
     render_sample,
@@ -48,7 +49,8 @@ def test_iris_follows_gaze_in_the_geometry_convention():
 
 def test_windowed_face_rendering_equals_full_rendering():
     p = params(3, seed=3)
-    U, V, px = _grid(224, 112 + p.face_du, 112 + p.face_dv, 224.0)
+    fu, fv = face_centre_image(p)
+    U, V, px = _grid(224, fu + p.face_du, fv + p.face_dv, 224.0)
     full = _base_layers(p, U, V, px)
     for eye in ("leye", "reye"):
         full = _eye_layers(p, full, U, V, px, eye)

@@ -37,8 +37,8 @@ def test_trace_csv_skips_directions_away_from_the_screen(tmp_path):
     points = pitchyaw_to_screen(np.array([[0.0, 0.0], [0.0, math.pi * 0.75], [0.1, 0.1]]),
                                 width_px=100, height_px=100, distance_px=50)
     assert np.isnan(points[1]).all()
-    path = write_trace_csv(tmp_path / "t.csv", "p01", points, fps=10)
+    path = write_trace_csv(tmp_path / "t.csv", [("p01", points), ("p02", points[:1])], fps=10)
     rows = list(csv.DictReader(open(path)))
-    assert [r["t"] for r in rows] == ["0.000000", "0.200000"] and rows[0]["sequence"] == "p01"
+    assert [(r["sequence"], r["t"]) for r in rows] == [("p01", "0.000000"), ("p01", "0.200000"), ("p02", "0.000000")]
     with pytest.raises(ValueError, match="fps"):
-        write_trace_csv(tmp_path / "u.csv", "p01", points, fps=0)
+        write_trace_csv(tmp_path / "u.csv", [("p01", points)], fps=0)

@@ -11,7 +11,7 @@ from test_gaze_geometry import haversine_deg
 
 import gaze_estimation.train as train_mod
 from gaze_estimation.config import TrainConfig
-from gaze_estimation.data import load_split
+from gaze_estimation.data import GazeH5Dataset, find_h5_files, participant_id
 from gaze_estimation.demo import export_crops
 from gaze_estimation.evaluate import evaluate
 from gaze_estimation.predict import predict
@@ -38,15 +38,19 @@ def test_short_training_beats_the_mean_predictor(synth_root, tmp_path):
     root = synth_root
     cfg = tiny_config(root, **{"loop.epochs": 10, "data.batch_size": 16, "augment.enabled": "false", "figure_samples": 0})
     result = train(cfg, ctx=init_distributed("cpu"), run_dir=tmp_path / "run")
-    # the baseline, computed here from the labels: always predict the training set's mean gaze
-    train_gaze = load_split(root, "train").gaze.astype(np.float64)
-    val_gaze = load_split(root, "val").gaze.astype(np.float64)
-    baseline = haversine_deg(np.tile(train_gaze.mean(0), (len(val_gaze), 1)), val_gaze).mean()
+    state = load_checkpoint(tmp_path / "run" / "best_model.pth")
+    trained, held_out = state["extra"]["train_participants"], state["extra"]["selection_participants"]
+    # the baseline, computed here from the labels: always predict the training participants' mean gaze,
+    # scored on the held-out training participants that select the model
+    files = {participant_id(p): p for p in find_h5_files(root, "train")}
+    train_gaze = GazeH5Dataset([files[p] for p in trained]).gaze.astype(np.float64)
+    select_gaze = GazeH5Dataset([files[p] for p in held_out]).gaze.astype(np.float64)
+    baseline = haversine_deg(np.tile(train_gaze.mean(0), (len(select_gaze), 1)), select_gaze).mean()
     best = result.best_metric
     assert baseline > 10.0
     assert best < 0.6 * baseline, (best, baseline)
-    assert result.history[0]["val/angular_error"] > best + 3
-    assert math.isclose(result.history[-1]["val/mean_predictor_error"], baseline, rel_tol=1e-4)
+    assert result.history[0]["val/select_angular_error"] > best + 3
+    assert math.isclose(result.history[-1]["val/select_mean_predictor_error"], baseline, rel_tol=1e-4)
 
 
 def test_warmup_cosine_schedule():
@@ -69,7 +73,7 @@ def preempted_and_straight(synth_root, tmp_path_factory):
 
     def loss_with_sigterm(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 12:  # 8 steps + 1 validation loss, then step 11 of 16: in the middle of epoch 2
+        if calls["n"] == 10:  # 6 steps + 1 selection loss, then step 9 of 12: in the middle of epoch 2
             os.kill(os.getpid(), signal.SIGTERM)
         return real_loss(*args, **kwargs)
 
@@ -80,7 +84,7 @@ def preempted_and_straight(synth_root, tmp_path_factory):
     finally:
         train_mod.gaze_loss = real_loss
     assert (base / "resumed" / "PREEMPTED").exists()
-    assert load_checkpoint(base / "resumed" / "last.pth")["global_step"] == 11
+    assert load_checkpoint(base / "resumed" / "last.pth")["global_step"] == 9
     resumed = train(tiny_config(synth_root, **over), ctx=ctx, run_dir=base / "resumed", resume=True)
     return base, straight, resumed
 
@@ -91,16 +95,16 @@ def test_preempted_run_resumes_exactly(preempted_and_straight):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    assert straight.history[-1]["val/angular_error"] == resumed.history[-1]["val/angular_error"]
-    assert straight.global_step == resumed.global_step == 16
+    assert straight.history[-1]["val/select_angular_error"] == resumed.history[-1]["val/select_angular_error"]
+    assert straight.global_step == resumed.global_step == 12
     run = base / "straight"
     for name in ("metrics.csv", "training_history.csv", "training_history.png", "best_model.pth", "config.yaml"):
         assert (run / name).is_file(), name
-    assert sorted(p.name for p in (run / "figures").glob("val_gaze_*.png")) == ["val_gaze_000008.png", "val_gaze_000016.png"]
+    assert sorted(p.name for p in (run / "figures").glob("val_select_gaze_*.png")) == ["val_select_gaze_000006.png", "val_select_gaze_000012.png"]
     assert list((run / "tensorboard").iterdir())
     with open(run / "metrics.csv") as f:
         tags = {r["tag"] for r in csv.DictReader(f)}
-    assert {"val/angular_error", "train/loss", "lr"} <= tags
+    assert {"val/select_angular_error", "train/loss", "lr"} <= tags
 
 
 def test_evaluate_writes_metrics_that_match_an_independent_computation(preempted_and_straight, synth_root, tmp_path):
@@ -132,15 +136,15 @@ def test_evaluate_writes_metrics_that_match_an_independent_computation(preempted
 def test_predict_on_hdf5_and_on_crop_folders_agree(preempted_and_straight, synth_root, tmp_path):
     ckpt = preempted_and_straight[0] / "straight" / "best_model.pth"
     h5 = synth_root / "val" / "participant_val01" / "frames_basler.h5"
-    out_h5 = predict(ckpt, h5, tmp_path / "h5.csv")
+    out_h5 = predict(ckpt, [h5], tmp_path / "h5.csv")
     crops = export_crops(h5, tmp_path / "crops", 5)
-    out_dir = predict(ckpt, crops, tmp_path / "crops.csv")
+    out_dir = predict(ckpt, [crops], tmp_path / "crops.csv")
     with open(out_h5) as f:
         a = list(csv.DictReader(f))
     with open(out_dir) as f:
         b = list(csv.DictReader(f))
     assert len(a) == 16 and len(b) == 5
-    assert list(b[0]) == ["sample", "pitch", "yaw", "x", "y", "z"]
+    assert list(b[0]) == ["source", "sample", "pitch", "yaw", "x", "y", "z"]
     for ra, rb in zip(a, b):
         assert float(ra["pitch"]) == pytest.approx(float(rb["pitch"]), abs=1e-5)
         v = np.array([float(ra[k]) for k in "xyz"])

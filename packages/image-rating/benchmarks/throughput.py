@@ -2,13 +2,14 @@
 
     python packages/image-rating/benchmarks/throughput.py --out throughput.json [--device auto]
 
-* Training: images/s of a full step (forward, MSE, backward, AdamW) of ``RatingModel`` at 224 px on
-  random tensors, per backbone. On CUDA: batch 32 (halved until it fits), bf16 autocast and
+* Training: images/s of a full step (forward, MSE, backward, AdamW) of ``RatingModel`` (random init) on
+  random tensors at each backbone's own input size (its weights' pretrained config: 224 px, 288 px
+  for efficientnet_b3.ra2_in1k; ``--image-size`` for one size for all), per backbone. On CUDA: batch 32 (halved until it fits), bf16 autocast and
   channels_last as in training, 5 warm-up and 20 timed steps (median). On CPU (to stay within about
   3 minutes on 2 cores): batch 2, 1 warm-up and 2 timed steps, fp32.
 * Data loading: images/s of one loader process with one thread (decode + the training augmentation,
-  and decode + the evaluation pipeline) on synthetic 1280x960 JPEG photos, with and without
-  reduced-size JPEG decoding.
+  and decode + the evaluation pipeline, with the baseline weights' preprocessing: resize 235 bicubic,
+  crop 224) on synthetic 1280x960 JPEG photos, with and without reduced-size JPEG decoding.
   ``workers_to_feed`` = training images/s / loading images/s per worker: the DataLoader workers one
   training process needs so that the GPU does not wait.
 """
@@ -27,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from image_rating.config import AugmentConfig, DataConfig
+from image_rating.config import AugmentConfig, DataConfig, ModelConfig
 from image_rating.data import RatingImageDataset
 from image_rating.models import BACKBONES, build_model
 from image_rating.synthetic import render_image
-from image_rating.transforms import build_eval_transform, build_train_transform
+from image_rating.transforms import build_eval_transform, build_train_transform, resolve_preprocessing
 from perception_shared.benchmarking import device_name
+from perception_shared.pretrained import preprocessing_for
 
 
 def _sync(device: torch.device) -> None:
@@ -43,7 +45,8 @@ def _sync(device: torch.device) -> None:
 def _median_step_s(backbone: str, device: torch.device, batch: int, warmup: int, steps: int, size: int) -> float:
     torch.manual_seed(0)
     cuda = device.type == "cuda"
-    model = build_model(backbone, 14, image_size=size).to(device).train()
+    model, _ = build_model(ModelConfig(backbone=backbone, pretrained=False), 14, image_size=size)
+    model.to(device).train()
     x = torch.randn(batch, 3, size, size, device=device)
     if cuda:
         model.to(memory_format=torch.channels_last)
@@ -113,7 +116,7 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES))
     parser.add_argument("--batch-size", type=int, help="default: 32 on CUDA, 2 on CPU")
     parser.add_argument("--steps", type=int, help="timed steps (default: 20 on CUDA, 2 on CPU)")
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-size", type=int, help="default: each backbone's own input size")
     parser.add_argument("--photos", type=int, default=32, help="JPEGs for the loading benchmark")
     args = parser.parse_args()
 
@@ -133,32 +136,37 @@ def main() -> None:
         "torch": torch.__version__,
         "timm": timm.__version__,
         "cpu_threads": torch.get_num_threads(),
-        "image_size": args.image_size,
+        "image_size": args.image_size or "each backbone's own input size",
         "precision": "bf16 autocast" if cuda and torch.cuda.is_bf16_supported() else "fp32",
         "training": {},
     }
     for name in args.backbones:
-        r = train_throughput(name, device, batch, warmup, steps, args.image_size)
+        size = args.image_size or preprocessing_for(name)["input_size"][-1]
+        r = train_throughput(name, device, batch, warmup, steps, size)
+        r["image_size"] = size
         result["training"][name] = r
         print(
-            f"{name:24s} batch {r['batch_size']:3d}: {r['images_per_s']:8.1f} images/s ({r['step_s']:.3f} s/step)",
+            f"{name:44s} {size} px, batch {r['batch_size']:3d}: {r['images_per_s']:8.1f} images/s "
+            f"({r['step_s']:.3f} s/step)",
             flush=True,
         )
-    if "resnet50" in result["training"]:
-        ref = result["training"]["resnet50"]["images_per_s"]
+    reference = BACKBONES[0]  # the baseline's resnet50.a1_in1k
+    if reference in result["training"]:
+        ref = result["training"][reference]["images_per_s"]
         for r in result["training"].values():
             r["relative_to_resnet50"] = r["images_per_s"] / ref
 
-    data = DataConfig(image_size=args.image_size, resize_size=round(args.image_size * 256 / 224))
+    pre, _ = resolve_preprocessing(ModelConfig(backbone=reference), DataConfig(image_size=args.image_size))
     with tempfile.TemporaryDirectory() as tmp:
         photos = make_photos(Path(tmp), args.photos)
-        train_tf, eval_tf = build_train_transform(data, AugmentConfig()), build_eval_transform(data)
+        train_tf, eval_tf = build_train_transform(pre, AugmentConfig()), build_eval_transform(pre)
         torch.manual_seed(0)
         load = {
             "source": f"{args.photos} synthetic 1280x960 JPEG photos (quality 90)",
-            "train_augment_images_per_s": loading_throughput(photos, train_tf, data.resize_size, 3),
+            "preprocessing": pre.to_dict(),
+            "train_augment_images_per_s": loading_throughput(photos, train_tf, pre.resize_size, 3),
             "train_augment_full_decode_images_per_s": loading_throughput(photos, train_tf, None, 3),
-            "eval_images_per_s": loading_throughput(photos, eval_tf, data.resize_size, 3),
+            "eval_images_per_s": loading_throughput(photos, eval_tf, pre.resize_size, 3),
         }
     load["reduced_jpeg_decode_speedup"] = (
         load["train_augment_images_per_s"] / load["train_augment_full_decode_images_per_s"]

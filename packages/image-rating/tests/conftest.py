@@ -32,6 +32,11 @@ def tiny_config(root: Path, *overrides: str) -> RatingConfig:
     )
 
 
+def research_config(name: str, *overrides: str) -> RatingConfig:
+    """One of the shipped research configs (``baseline``, ``vit_base``, ...) with ``--set`` overrides."""
+    return load_config(RatingConfig, resolve_config_path("image_rating", name), list(overrides))
+
+
 @pytest.fixture(scope="session")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> SyntheticData:
     """60 synthetic 48 px images with 20 simulated raters."""

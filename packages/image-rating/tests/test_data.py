@@ -110,6 +110,23 @@ def test_missing_columns_are_all_listed(dataset):
         load_ratings(cfg)
 
 
+def test_a_dimension_with_only_its_sd_or_only_its_mean_column_is_named(dataset):
+    cfg, df = dataset
+    df.drop(columns=["Effort_mean"]).to_csv(cfg.root / "ratings.csv", index=False)  # Effort_sd without Effort_mean
+    with pytest.raises(DataError) as e:
+        load_ratings(cfg)
+    assert "dimension 'Effort': column 'Effort_sd' but no 'Effort_mean'" in str(e.value)
+    df.drop(columns=["Obstruction_sd"]).to_csv(cfg.root / "ratings.csv", index=False)
+    with pytest.raises(DataError) as e:
+        load_ratings(cfg)
+    assert "dimension 'Obstruction': column 'Obstruction_mean' but no 'Obstruction_sd'" in str(e.value)
+    both = df.drop(columns=["Effort_mean", "Obstruction_sd"])
+    both.to_csv(cfg.root / "ratings.csv", index=False)
+    with pytest.raises(DataError) as e:  # every such dimension in one message
+        load_ratings(cfg)
+    assert "'Effort'" in str(e.value) and "'Obstruction'" in str(e.value) and "ratings.csv" in str(e.value)
+
+
 def test_wrong_dimension_count_and_no_matching_column(dataset):
     cfg, df = dataset
     with pytest.raises(DataError, match="found 3 dimensions.*num_dimensions is 14"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -10,18 +11,21 @@ import pytest
 import torch
 from scipy import stats
 
-from image_rating.evaluate import evaluate_checkpoint, load_trained
+from image_rating.evaluate import evaluate_run, load_trained
 from image_rating.predict import predict_images
 from image_rating.scaler import TargetScaler
 from perception_shared.checkpoint import atomic_save, load_checkpoint
-from perception_shared.errors import CheckpointError, DataError
+from perception_shared.errors import CheckpointError, DataError, UserError
+from perception_shared.manifest import DataMismatchError
 
 
 def test_evaluate_writes_metrics_with_bootstrap_intervals(trained_run, tmp_path):
-    metrics = evaluate_checkpoint(trained_run.run_dir, split="val", out_dir=tmp_path / "ev", device="cpu", n_boot=200)
+    metrics = evaluate_run(trained_run.run_dir, split="val", out_dir=tmp_path / "ev", device="cpu", n_boot=200)
     saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert saved == metrics and metrics["n_samples"] == 12 and metrics["split"] == "val"
-    assert metrics["weights"] == "random initialization" and metrics["bootstrap"]["n_boot"] == 200
+    assert metrics["weights"].startswith("test_resnet: RANDOM INIT") and metrics["weights_record"]["kind"] == "random"
+    assert metrics["settings"].startswith("TOY SETTINGS") and metrics["bootstrap"]["n_boot"] == 200
+    assert metrics["selection"] == "best epoch by val/pearson_r (max)" and metrics["data_differences"] == []
     pred = pd.read_csv(tmp_path / "ev" / "predictions.csv")
     table = pd.read_csv(tmp_path / "ev" / "per_dimension_metrics.csv").set_index("dimension")
     for d, m in metrics["per_dimension"].items():
@@ -35,8 +39,32 @@ def test_evaluate_writes_metrics_with_bootstrap_intervals(trained_run, tmp_path)
     perf = pd.read_csv(trained_run.run_dir / "per_dimension_performance.csv").set_index("dimension")
     np.testing.assert_allclose(table["pearson_r"], perf["pearson_r"], atol=1e-5)
 
-    everything = evaluate_checkpoint(trained_run.run_dir, split="all", out_dir=tmp_path / "all", device="cpu", n_boot=0)
+    everything = evaluate_run(trained_run.run_dir, split="all", out_dir=tmp_path / "all", device="cpu", n_boot=0)
     assert everything["n_samples"] == 60 and everything["per_dimension"]["Brightness"]["r_ci_low"] is None
+
+
+def test_evaluate_refuses_other_data_than_the_run_was_trained_on(trained_run, synthetic, tmp_path):
+    """The same files elsewhere are fine; one changed rating is refused unless allowed, and recorded."""
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic.root, copy)
+    same = evaluate_run(trained_run.run_dir, data_root=copy, out_dir=tmp_path / "same", device="cpu", n_boot=0)
+    assert same["data_differences"] == []
+    lines = (copy / synthetic.csv.name).read_text().splitlines()
+    lines[1] = lines[1].replace(",", ",1", 2)  # image 0 gets other ratings
+    (copy / synthetic.csv.name).write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataMismatchError, match="ratings_csv.*--allow-data-mismatch"):
+        evaluate_run(trained_run.run_dir, data_root=copy, out_dir=tmp_path / "refused", device="cpu", n_boot=0)
+    allowed = evaluate_run(
+        trained_run.run_dir,
+        data_root=copy,
+        out_dir=tmp_path / "allowed",
+        device="cpu",
+        n_boot=0,
+        allow_data_mismatch=True,
+    )
+    assert len(allowed["data_differences"]) == 1 and "ratings_csv" in allowed["data_differences"][0]
+    # a held-out set (--split all) is other data on purpose
+    assert evaluate_run(trained_run.run_dir, split="all", data_root=copy, out_dir=tmp_path / "test", n_boot=0)
 
 
 def test_predict_output_is_denormalized(trained_run, synthetic, tmp_path):
@@ -84,7 +112,7 @@ def test_predict_reports_unreadable_images(trained_run, synthetic, tmp_path):
 
 
 def test_checkpoint_errors(tmp_path, trained_run):
-    with pytest.raises(CheckpointError, match="no best_model.pth"):
+    with pytest.raises(UserError, match="holds no checkpoint"):
         load_trained(tmp_path)
     (tmp_path / "x.pth").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="corrupt or unreadable"):
@@ -94,3 +122,4 @@ def test_checkpoint_errors(tmp_path, trained_run):
         load_trained(tmp_path / "foreign.pth")
     trained = load_trained(trained_run.run_dir)
     assert trained.config.model.backbone == "test_resnet" and not trained.model.training
+    assert trained.checkpoint.name == "best_model.pth" and trained.preprocessing.image_size == 32

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -13,15 +14,16 @@ import pytest
 import torch
 from scipy import stats
 
-from image_rating.config import OptimConfig, SchedConfig
+from image_rating.config import ModelConfig, OptimConfig, SchedConfig
 from image_rating.data import load_split
 from image_rating.models import build_model
 from image_rating.scaler import TargetScaler
 from image_rating.synthetic import EASY_DIMENSIONS, make_synthetic
-from image_rating.train import build_optimizer, build_scheduler, cosine_factor, train
+from image_rating.train import build_optimizer, build_scheduler, cosine_factor, make_step_fn, train
 from perception_shared.checkpoint import load_checkpoint
 from perception_shared.errors import ConfigError, DataError
 from perception_shared.preemption import Preempted, PreemptionHandler
+from perception_shared.training import StepInfo
 
 from conftest import tiny_config
 
@@ -54,6 +56,7 @@ def test_run_directory_holds_every_promised_output(trained_run, synthetic):
         "split.json",
         "val_predictions.csv",
         "train.log",
+        "manifest.json",
     ]:
         assert (run / name).is_file(), name
     assert any((run / "tensorboard").iterdir())
@@ -92,11 +95,13 @@ def test_preempted_mid_epoch_and_resumed_equals_an_uninterrupted_run(synthetic, 
 
     calls = {"n": 0}
 
-    def stop_at_step_9(self, device=None):  # as if SIGTERM arrived during step 9 of 6 + 6
+    def signal_at_step_9(self):  # the loop looks at the flag once per step: as if SIGTERM arrived in step 9 of 6 + 6
         calls["n"] += 1
-        return calls["n"] == 9
+        if calls["n"] == 9:
+            self.signal_name = "SIGTERM"
+        return self.signal_name is not None
 
-    monkeypatch.setattr(PreemptionHandler, "should_stop", stop_at_step_9)
+    monkeypatch.setattr(PreemptionHandler, "requested", property(signal_at_step_9))
     with pytest.raises(Preempted):
         train(cfg, run_dir=tmp_path / "preempted", device="cpu")
     last = load_checkpoint(tmp_path / "preempted" / "last.pth")
@@ -141,8 +146,54 @@ def test_bad_images_fail_or_are_skipped(synthetic, tmp_path):
     assert "img_0005.png" not in split["train"] + split["val"]
 
 
+def test_best_epoch_and_early_stopping_follow_the_mean_val_pearson_r_or_the_loss(synthetic, tmp_path):
+    """The study's rule (the default): the best checkpoint is the epoch of the highest mean val r, and
+    training stops after ``patience`` epochs without a higher one; ``val/loss`` (lowest) is the option."""
+    for monitor, mode in [("val/pearson_r", "max"), ("val/loss", "min")]:
+        cfg = tiny_config(
+            synthetic.root,
+            "loop.epochs=4",
+            "loop.early_stopping_patience=1",
+            f"loop.monitor={monitor}",
+            f"loop.mode={mode}",
+            "optim.lr=0.02",
+        )
+        result = train(cfg, run_dir=tmp_path / monitor.replace("/", "_"), device="cpu")
+        history = pd.read_csv(result.run_dir / "training_history.csv")
+        values = history[monitor].to_numpy() * (1 if mode == "max" else -1)  # higher is better
+        best = int(np.argmax(values))
+        assert (
+            result.best_epoch == history["epoch"][best] == load_checkpoint(result.run_dir / "best_model.pth")["epoch"]
+        )
+        assert result.best_metric == pytest.approx(history[monitor][best])
+        improved = [i == 0 or values[i] > values[:i].max() for i in range(len(values))]
+        # patience 1: it stops at the first epoch without a better value, and only then
+        assert result.stopped_early == (not all(improved)) and improved[:-1] == [True] * (len(values) - 1)
+    with pytest.raises(ConfigError, match="loop.monitor val/pearson_r is better when higher: set loop.mode: max"):
+        tiny_config(synthetic.root, "loop.monitor=val/pearson_r", "loop.mode=min")
+    with pytest.raises(ConfigError, match="loop.monitor must be one of val/pearson_r, val/loss"):
+        tiny_config(synthetic.root, "loop.monitor=train/loss")
+
+
+def test_the_training_step_reads_the_host_once_per_log_interval(synthetic, tmp_path, monkeypatch):
+    """The real step through the Trainer: 6 steps with log_every 2 read tensor values at most 3 times."""
+    from perception_shared.testing import count_epoch_reads, count_host_reads
+
+    cfg = tiny_config(synthetic.root, "loop.epochs=1", "loop.log_every=2")  # 48 train images / batch 8 = 6 steps
+    with count_epoch_reads(monkeypatch, "image_rating.train.Trainer") as reads:
+        result = train(cfg, run_dir=tmp_path / "reads", device="cpu")
+    assert pd.read_csv(result.run_dir / "training_history.csv")["step"].tolist() == [6]
+    assert reads.count <= math.ceil(6 / 2), reads.summary()
+
+    images, target = torch.randn(4, 3, 32, 32), torch.randn(4, 14)
+    model, _ = build_model(ModelConfig(backbone="test_resnet", pretrained=False), 14)
+    with count_host_reads() as step_reads:
+        make_step_fn(channels_last=False)(model, {"image": images, "target": target}, StepInfo(0, 0, 0))
+    assert step_reads.count == 0, step_reads.summary()
+
+
 def test_optimizers_and_schedulers_by_name():
-    model = build_model("test_resnet", num_outputs=3)
+    model, _ = build_model(ModelConfig(backbone="test_resnet", pretrained=False), num_outputs=3)
     for name, cls in [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)]:
         assert type(build_optimizer(OptimConfig(name=name), model)) is cls
     with pytest.raises(ConfigError, match="unknown optimizer.*'lion'.*adam, adamw, sgd"):

@@ -195,3 +195,21 @@ def test_cat2000_map_without_the_key_or_of_the_wrong_size(synthetic_root: Path, 
         cat2000_records(root)
     policy = BadInputPolicy(skip=True)
     assert len(cat2000_records(root, policy=policy)) == 5 and policy.count == 1
+
+
+def test_keep_aspect_sizes_and_scaled_fixations(synthetic_root: Path) -> None:
+    from saliency_entropy.data import keep_aspect_size
+
+    assert keep_aspect_size(768, 1024, (768, 1024), 4) == (768, 1024)  # MIT1003 landscape: its own size
+    assert keep_aspect_size(1024, 768, (768, 1024), 4) == (1024, 768)  # portrait: not squashed to landscape
+    assert keep_aspect_size(1080, 1920, (576, 1024), 4) == (576, 1024)  # CAT2000
+    assert keep_aspect_size(405, 1024, (768, 1024), 4) == (404, 1024)
+    records = mit1003_records(synthetic_root / "MIT1003", fixations="csv")
+    r = records[0]
+    portrait = type(r)(r.name, r.image_path, r.height, r.width, r.fixations[:, ::-1].copy())  # a 192x256 portrait record
+    keep = FixationDataset([r, portrait], (96, 128), "keep", 4)
+    squash = FixationDataset([r, portrait], (96, 128), "squash", 4)
+    assert keep.image_size(0) == (96, 128) and keep.image_size(1) == (128, 96) and squash.image_size(1) == (96, 128)
+    item = keep[1]
+    assert tuple(item["image"].shape) == (3, 128, 96)
+    np.testing.assert_allclose(item["fixations"].numpy(), portrait.fixations * 0.5)  # one scale for both axes

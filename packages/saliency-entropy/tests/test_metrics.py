@@ -1,4 +1,4 @@
-"""Metrics against independent computations: a literal AUC_Judd.m loop, sklearn, scipy z-scores."""
+"""Metrics against independent computations: AUC_Judd.m and pysaliency's ROC loop, sklearn, scipy z-scores."""
 
 from __future__ import annotations
 
@@ -22,6 +22,13 @@ def _fixations(rng: np.random.Generator, n: int, shape: tuple[int, int]) -> np.n
     return np.stack([rng.uniform(0, shape[1], n), rng.uniform(0, shape[0], n)], axis=1)
 
 
+def _fixation_map(fix: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Binary fixation map: pixel [floor(y), floor(x)] of each (x, y) fixation."""
+    fmap = np.zeros(shape, dtype=bool)
+    fmap[np.floor(fix[:, 1]).astype(int), np.floor(fix[:, 0]).astype(int)] = True
+    return fmap
+
+
 def auc_judd_loop(saliency: np.ndarray, fixmap: np.ndarray) -> float:
     """AUC_Judd.m (MIT saliency benchmark, jitter off) transcribed loop by loop."""
     s = saliency.ravel()
@@ -38,6 +45,18 @@ def auc_judd_loop(saliency: np.ndarray, fixmap: np.ndarray) -> float:
     tp.append(1.0)
     fp.append(1.0)
     return sum((fp[k + 1] - fp[k]) * (tp[k + 1] + tp[k]) / 2 for k in range(len(tp) - 1))
+
+
+def auc_judd_roc_loop(saliency: np.ndarray, fixmap: np.ndarray) -> float:
+    """pysaliency's ``general_roc(positives, negatives, judd=1)`` written out: at each fixated value t,
+    hit rate = fixated pixels >= t / fixated pixels, false-positive rate = other pixels >= t / other pixels."""
+    s, f = saliency.ravel(), fixmap.ravel() > 0
+    pos, neg = s[f], s[~f]
+    points = [(0.0, 0.0)]
+    for t in sorted(set(pos.tolist()), reverse=True):
+        points.append((float((neg >= t).sum()) / len(neg), float((pos >= t).sum()) / len(pos)))
+    points.append((1.0, 1.0))
+    return sum((x1 - x0) * (y1 + y0) / 2 for (x0, y0), (x1, y1) in zip(points, points[1:]))
 
 
 def test_information_gain_is_the_mean_log2_ratio_at_the_fixated_pixels() -> None:
@@ -73,8 +92,7 @@ def test_nss_matches_scipy_zscore_of_the_density_on_unique_fixated_pixels() -> N
     fix = _fixations(rng, 40, shape)
     fix = np.concatenate([fix, fix[:10] + 0.01])  # same pixels again: counted once (binary fixation map)
     z = zscore(np.exp(logp), axis=None, ddof=1)
-    fmap = np.zeros(shape, dtype=bool)
-    fmap[np.floor(fix[:, 1]).astype(int), np.floor(fix[:, 0]).astype(int)] = True
+    fmap = _fixation_map(fix, shape)
     assert nss(logp, fix) == pytest.approx(z[fmap].mean(), rel=1e-10)
     assert nss(logp + 3.0, fix) == pytest.approx(nss(logp, fix), rel=1e-10)  # unnormalized log-density
     assert nss(np.exp(logp), fix, log_density=False) == pytest.approx(nss(logp, fix), rel=1e-10)
@@ -87,8 +105,7 @@ def test_auc_judd_matches_the_benchmark_loop_and_sklearn(seed: int) -> None:
     shape = (20, 25)
     logp = _log_density(rng, shape)
     fix = _fixations(rng, 35, shape)
-    fmap = np.zeros(shape, dtype=bool)
-    fmap[np.floor(fix[:, 1]).astype(int), np.floor(fix[:, 0]).astype(int)] = True
+    fmap = _fixation_map(fix, shape)
     ours = auc_judd(logp, fix)
     assert ours == pytest.approx(auc_judd_loop(logp, fmap), abs=1e-12)
     # sklearn: positives = fixated pixels, negatives = all other pixels. Judd's curve only has points at
@@ -107,10 +124,11 @@ def test_auc_judd_extremes_ties_and_jitter() -> None:
     perfect = np.zeros(shape)
     perfect[np.floor(fix[:, 1]).astype(int), np.floor(fix[:, 0]).astype(int)] = [1.0, 2.0, 3.0]
     assert auc_judd(perfect, fix) == pytest.approx(1.0, abs=1e-12)
-    # tied fixated pixels: the benchmark's formula counts all of them as above the first threshold
+    # tied fixated pixels cross a threshold together (pysaliency's rule): a binary map of exactly the
+    # fixated pixels is perfect; AUC_Judd.m's one-fixation-at-a-time curve would give 0.9897 here
     tied_top = (perfect > 0).astype(float)
-    assert auc_judd(tied_top, fix) == pytest.approx(auc_judd_loop(tied_top, perfect > 0), abs=1e-12)
-    assert auc_judd(tied_top, fix) < 1.0
+    assert auc_judd(tied_top, fix) == pytest.approx(1.0, abs=1e-12)
+    assert auc_judd(tied_top, fix) == pytest.approx(auc_judd_roc_loop(tied_top, perfect > 0), abs=1e-12)
     assert auc_judd(-perfect, fix) == pytest.approx(auc_judd_loop(-perfect, perfect > 0), abs=1e-12)
     assert math.isnan(auc_judd(np.ones(shape), fix))
     tied = np.ones(shape)
@@ -119,6 +137,33 @@ def test_auc_judd_extremes_ties_and_jitter() -> None:
     noise = np.random.default_rng(5).random(shape) / 1e7  # AUC_Judd.m: rand(size(map)) / 10000000
     assert jittered == pytest.approx(auc_judd_loop(tied + noise, perfect > 0), abs=1e-12)
     assert jittered != auc_judd(tied, fix)
+    with pytest.raises(ValueError, match="NaN"):
+        auc_judd(np.where(perfect > 2, np.nan, perfect), fix)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_auc_judd_is_exact_for_values_one_ulp_from_the_thresholds(seed: int) -> None:
+    """Pixels equal to a fixated value or one float64 step above/below it, ties among fixated pixels,
+    -inf (zero density) and a heavy tail: every comparison with a threshold must still be exact."""
+    rng = np.random.default_rng(seed)
+    shape = (60, 80)
+    logp = _log_density(rng, shape)
+    fix = _fixations(rng, 40, shape)
+    fmap = _fixation_map(fix, shape)
+    values = logp[fmap]
+    others = np.flatnonzero(~fmap.ravel())
+    flat = logp.ravel()
+    pick = rng.choice(others, 3 * len(values), replace=False).reshape(3, -1)
+    flat[pick[0]] = values
+    flat[pick[1]] = np.nextafter(values, np.inf)
+    flat[pick[2]] = np.nextafter(values, -np.inf)
+    fixated = np.flatnonzero(fmap.ravel())
+    flat[fixated[:4]] = flat[fixated[4]]  # tied fixated pixels
+    flat[rng.choice(others, 50, replace=False)] = -np.inf
+    flat[rng.choice(others, 5, replace=False)] = 1e300
+    assert auc_judd(logp, fix) == pytest.approx(auc_judd_roc_loop(logp, fmap), abs=1e-12)
+    tiny_range = 1e6 + logp * 1e-25  # a range float32 cannot scale: the exact fallback
+    assert auc_judd(tiny_range, fix) == pytest.approx(auc_judd_roc_loop(tiny_range, fmap), abs=1e-12)
 
 
 def test_fixations_outside_the_map_are_an_error() -> None:

@@ -16,7 +16,9 @@ from saliency_entropy.config import EntropyConfig, ModelConfig
 from saliency_entropy.losses import entropy_nats, fixation_log_likelihoods, fixation_nll
 from saliency_entropy.models import Readout, SaliencyModel, bias_images, blur_matrix, softplus
 
-TINY = ModelConfig(backbone="timm:resnet18", layers=["layer1", "layer2"], initial_sigma=2.0, center_prior_grid=16)
+TINY = ModelConfig(
+    backbone="timm:resnet18", pretrained=False, layers=["layer1", "layer2"], initial_sigma=2.0, center_prior_grid=16
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +61,8 @@ def test_blur_matrix_matches_scipy_gaussian_filter_with_nearest_padding() -> Non
 def test_softplus_matches_torch() -> None:
     x = torch.linspace(-40, 40, 2001, dtype=torch.float64, requires_grad=True)
     torch.testing.assert_close(softplus(x), F.softplus(x), atol=1e-7, rtol=0)
+    far = torch.tensor([-1e4, -200.0, -81.0, -79.0, 79.0, 81.0, 200.0, 1e4])  # beyond the exp clamp, float32
+    torch.testing.assert_close(softplus(far), F.softplus(far), atol=1e-30, rtol=1e-7)
     (g,) = torch.autograd.grad(softplus(x).sum(), x)
     torch.testing.assert_close(g, torch.sigmoid(x))
 
@@ -87,6 +91,8 @@ def test_bias_images_do_not_change_the_batch_predictions(tiny_model: SaliencyMod
     torch.testing.assert_close(again, bias, rtol=1e-5, atol=1e-5)
     feats, _ = tiny_model.bias_features((96, 128), torch.device("cpu"))
     assert tiny_model.bias_features((96, 128), torch.device("cpu"))[0] is feats  # computed once
+    tiny_model.load_state_dict(tiny_model.state_dict())  # new weights: the cache is the old weights'
+    assert tiny_model.bias_features((96, 128), torch.device("cpu"))[0] is not feats
 
 
 def test_bias_images_are_near_uniform_and_deterministic() -> None:
@@ -122,13 +128,13 @@ def test_fixation_log_likelihood_reads_the_full_resolution_map(tiny_model: Salie
     torch.testing.assert_close(ll, expected)
 
 
-def test_unknown_backbone_or_layer_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="timm has no model 'resnet1'"):
-        SaliencyModel(ModelConfig(backbone="timm:resnet1", layers=["layer1"]), EntropyConfig())
+def test_unknown_backbone_or_layer_is_a_named_error() -> None:
+    with pytest.raises(WeightsError, match="unknown timm model 'resnet1'"):
+        SaliencyModel(ModelConfig(backbone="timm:resnet1", pretrained=False, layers=["layer1"]), EntropyConfig())
     with pytest.raises(ConfigError, match="has no layer 'layer9'"):
-        SaliencyModel(ModelConfig(backbone="timm:resnet18", layers=["layer9"]), EntropyConfig())
-    with pytest.raises(ConfigError, match="torchvision has no model"):
-        SaliencyModel(ModelConfig(backbone="torchvision:densenet2010", layers=["features"]), EntropyConfig())
+        SaliencyModel(ModelConfig(backbone="timm:resnet18", pretrained=False, layers=["layer9"]), EntropyConfig())
+    with pytest.raises(WeightsError, match="DenseNet2010_Weights"):
+        SaliencyModel(ModelConfig(backbone="torchvision:DenseNet2010_Weights.IMAGENET1K_V1", layers=["features"]), EntropyConfig())
 
 
 def test_backbone_weights_come_from_a_local_file(tmp_path: Path) -> None:
@@ -137,23 +143,35 @@ def test_backbone_weights_come_from_a_local_file(tmp_path: Path) -> None:
     source = timm.create_model("resnet18", pretrained=False)
     torch.save(source.state_dict(), tmp_path / "resnet18.pth")
     cfg = ModelConfig(
-        backbone="timm:resnet18", layers=["layer1"], weights=str(tmp_path / "resnet18.pth"), center_prior_grid=16
+        backbone="timm:resnet18.a1_in1k", weights_file=str(tmp_path / "resnet18.pth"), layers=["layer1"], center_prior_grid=16
     )
     model = SaliencyModel(cfg, EntropyConfig())
-    assert model.backbone.pretrained
+    assert model.weights_source.kind == "file" and model.weights_source.pretrained
     torch.testing.assert_close(model.backbone.net.conv1.weight, source.conv1.weight)
     torch.save({"conv1.weight": torch.zeros(3)}, tmp_path / "bad.pth")
     with pytest.raises(WeightsError, match="bad.pth"):
         SaliencyModel(
-            ModelConfig(backbone="timm:resnet18", layers=["layer1"], weights=str(tmp_path / "bad.pth")), EntropyConfig()
+            ModelConfig(backbone="timm:resnet18.a1_in1k", weights_file=str(tmp_path / "bad.pth"), layers=["layer1"]),
+            EntropyConfig(),
         )
+
+
+def test_normalization_follows_the_weights_config() -> None:
+    from perception_shared.pretrained import preprocessing_for
+
+    cfg = ModelConfig(backbone="timm:test_resnet.r160_in1k", pretrained=False, layers=["layer1"], center_prior_grid=16)
+    model = SaliencyModel(cfg, EntropyConfig(n_samples=2))
+    expected = preprocessing_for("timm:test_resnet.r160_in1k")
+    assert expected["mean"] == pytest.approx([0.5, 0.5, 0.5])  # not ImageNet's: the test would see a constant
+    torch.testing.assert_close(model.mean.flatten(), torch.tensor(expected["mean"]))
+    torch.testing.assert_close(model.std.flatten(), torch.tensor(expected["std"]))
 
 
 @pytest.mark.slow
 def test_densenet201_forward_backward_on_real_shaped_tensors() -> None:
     """The real configuration: DenseNet-201 denseblock4 features of a 1024x768 image (batch 1)."""
     torch.manual_seed(0)
-    model = SaliencyModel(ModelConfig(), EntropyConfig(n_samples=2)).train()
+    model = SaliencyModel(ModelConfig(pretrained=False), EntropyConfig(n_samples=2)).train()
     assert model.channels == [1888, 128, 32]  # 2048 channels, as in DeepGaze IIE/III
     images = torch.rand(1, 3, 768, 1024)
     logp, bias = model(images, with_bias=True)
@@ -184,10 +202,39 @@ def test_torchvision_densenet_files_with_legacy_keys_load(tmp_path: Path) -> Non
     assert "features.denseblock1.denselayer1.norm.1.weight" in legacy
     torch.save(legacy, tmp_path / "densenet121.pth")
     cfg = ModelConfig(
-        backbone="torchvision:densenet121", layers=["features.denseblock1"], weights=str(tmp_path / "densenet121.pth")
+        backbone="torchvision:DenseNet121_Weights.IMAGENET1K_V1",
+        weights_file=str(tmp_path / "densenet121.pth"),
+        layers=["features.denseblock1"],
     )
     model = SaliencyModel(cfg, EntropyConfig())
     torch.testing.assert_close(
         model.backbone.net.features.denseblock1.denselayer1.norm1.weight,
         source.features.denseblock1.denselayer1.norm1.weight,
     )
+
+
+def test_images_of_different_sizes_run_in_one_forward(tiny_model: SaliencyModel) -> None:
+    """The keep-aspect path: a list of images of two sizes gives each its own map, equal to the batched
+    forward of its size, and the bias map of the requested size is the one ``bias_log_density`` gives."""
+    torch.manual_seed(3)
+    a, b, c = torch.rand(3, 96, 128), torch.rand(3, 128, 96), torch.rand(3, 96, 128)
+    maps, bias = tiny_model([a, b, c], with_bias=True, bias_size=(96, 128))
+    assert [tuple(m.shape) for m in maps] == [(24, 32), (32, 24), (24, 32)]
+    same, _ = tiny_model(torch.stack([a, c]))
+    torch.testing.assert_close(torch.stack([maps[0], maps[2]]), same, rtol=1e-5, atol=1e-5)
+    alone, _ = tiny_model(b[None])
+    torch.testing.assert_close(maps[1], alone[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(bias, tiny_model.bias_log_density((96, 128)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(maps[1].exp().sum(), torch.tensor(1.0), atol=1e-5, rtol=0)
+
+
+def test_blur_reads_no_value_back_and_follows_sigma() -> None:
+    from perception_shared.testing import count_host_reads
+
+    sigma = torch.tensor(3.0, requires_grad=True)
+    with count_host_reads() as reads:
+        m = blur_matrix(50, sigma)
+        (g,) = torch.autograd.grad(m[25].pow(2).sum(), sigma)
+    assert reads.count == 0, reads.summary()
+    torch.testing.assert_close(m.sum(1), torch.ones(50))
+    assert g < 0  # a wider blur spreads the row: its sum of squares falls

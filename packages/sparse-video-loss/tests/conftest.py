@@ -31,7 +31,7 @@ def _tiny_config(data_root, *overrides: str) -> TrainConfig:
     return load_config(TrainConfig, resolve_config_path(PACKAGE, "demo"), base + list(overrides))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_config():
     """``tiny_config(data_root, *overrides)``: the demo config (tiny SimVP), 1 epoch of 2 steps unless overridden."""
     return _tiny_config

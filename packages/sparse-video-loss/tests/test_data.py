@@ -94,10 +94,10 @@ def test_not_a_dict_corrupt_and_pickled_objects_are_errors(tmp_path):
     with pytest.raises(DataError, match="expected a dict"):
         load_sequences(_save(tmp_path / "a.pt", [1, 2]))
     (tmp_path / "b.pt").write_bytes(b"not a torch file")
-    with pytest.raises(DataError, match="b.pt: not a readable"):
+    with pytest.raises(DataError, match="b.pt: cannot be read as a split file"):
         load_sequences(tmp_path / "b.pt")
     _save(tmp_path / "c.pt", {"coordinates": Custom(), "masks": 1, "size": 1})  # refused by weights_only
-    with pytest.raises(DataError, match="c.pt: not a readable"):
+    with pytest.raises(DataError, match="c.pt: cannot be read as a split file"):
         load_sequences(tmp_path / "c.pt")
     with pytest.raises(DataError, match="no such file"):
         load_sequences(tmp_path / "missing.pt")

@@ -25,13 +25,13 @@ def test_bin_trace_means_samples_per_frame_and_maps_screen_to_grid():
     assert np.isnan(coords[1]).all()
 
 
-def make_csv(path, n_seq=10, seconds=1.0, rate=100, split_column=False, seed=0):
+def make_csv(path, n_seq=10, seconds=1.0, rate=100, split_column=False, seed=0, time_scale=1.0):
     rng = np.random.default_rng(seed)
     lines = ["trial,sequence,t,x,y" + (",split" if split_column else "")]
     for s in range(n_seq):
         x0, y0 = rng.uniform(0, 1024), rng.uniform(0, 768)
         for i in range(int(seconds * rate)):
-            row = f"p{s // 3},seq{s},{5 + i / rate:.4f},{x0:.2f},{y0:.2f}"
+            row = f"p{s // 3},seq{s},{(5 + i / rate) * time_scale:.4f},{x0:.2f},{y0:.2f}"
             if split_column:
                 row += "," + ("train" if s < n_seq - 2 else "val" if s == n_seq - 2 else "test")
             lines.append(row)
@@ -106,3 +106,22 @@ def test_samples_at_exactly_the_frame_times_stay_in_their_frames(tmp_path):
     trace = np.stack([np.round(np.arange(n) / 25.0, 6), np.full(n, 10.0), np.full(n, 10.0)], axis=1)
     coords, masks, _ = bin_trace(trace, screen_width=32, screen_height=32, size=32, frame_rate=25.0)
     assert masks.all() and len(masks) == n
+
+
+@pytest.mark.parametrize("scale, unit, interval", [(1000.0, "milliseconds", "4"), (1e6, "microseconds", "4000")])
+def test_a_trace_in_milliseconds_or_microseconds_is_refused_naming_column_and_interval(tmp_path, scale, unit, interval):
+    csv = make_csv(tmp_path / "gaze.csv", n_seq=4, seconds=1.0, rate=250, time_scale=scale)
+    with pytest.raises(DataError) as e:
+        import_csv(csv, tmp_path / "out", screen_width=1024, screen_height=768)
+    msg = str(e.value)
+    assert "column 't' must be in seconds" in msg and f"median interval between samples is {interval} " in msg
+    assert f"in {unit} it would be a 250 Hz trace" in msg and not (tmp_path / "out").exists()
+    assert main(["import-csv", str(csv), str(tmp_path / "cli"), "--screen-width", "1024", "--screen-height", "768"]) == 2
+
+
+def test_a_slow_trace_passes_when_the_limit_is_raised(tmp_path):
+    csv = make_csv(tmp_path / "slow.csv", n_seq=10, seconds=60.0, rate=2)  # 2 Hz on purpose
+    with pytest.raises(DataError, match="median interval between samples is 0.5 "):
+        import_csv(csv, tmp_path / "a", screen_width=1024, screen_height=768, frame_rate=1, frames=4)
+    report = import_csv(csv, tmp_path / "b", screen_width=1024, screen_height=768, frame_rate=1, frames=4, max_interval_s=1.0)
+    assert sum(report["windows"].values()) > 0

@@ -91,5 +91,41 @@ def test_horizon_metrics_per_horizon_and_invalid_frames():
     assert out["overall"]["f1@0.5"] == pytest.approx(1 / 3)
     assert out["overall"]["loc_error_px"] == pytest.approx(np.mean([h1["loc_error_px"], h2["loc_error_px"], h3["loc_error_px"]]))
     assert out["n_frames"] == 11
-    assert out["by_motion"]["fixation"] == {"n_frames": 4, "loc_error_px": 0.0, "argmax_hit": 1.0, "recall@best": 1.0}
+    assert out["by_motion"]["fixation"] == {"n_frames": 4, "loc_error_px": 0.0, "argmax_hit": 1.0, "hit@1px": 1.0,
+                                            "hit@2px": 1.0, "recall@best": 1.0}
     assert out["by_motion"]["saccade"]["n_frames"] == 3
+
+
+def test_hit_rates_count_pixels_within_1_and_2_pixels():
+    H = W = 9
+    target = np.array([4, 4])
+    offsets = [(0, 0), (0, 1), (1, 1), (2, 0), (2, 1), (0, 3)]  # distances 0, 1, 1.41, 2, 2.24, 3
+    maps = np.zeros((len(offsets), H, W))
+    for k, (dr, dc) in enumerate(offsets):
+        maps[k, 4 + dr, 4 + dc] = 0.7
+    m = M.frame_metrics(maps, np.tile(target, (len(offsets), 1)), 0.5)
+    d = np.hypot(*np.array(offsets).T)
+    assert m["argmax_hit"] == pytest.approx(np.mean(d == 0))
+    assert m["hit@1px"] == pytest.approx(2 / 6) and m["hit@2px"] == pytest.approx(4 / 6)
+    assert m["loc_error_px"] == pytest.approx(d.mean())
+
+
+def test_a_collapsed_prediction_has_mass_near_3_and_is_flagged_by_peak_to_mean():
+    rng = np.random.default_rng(0)
+    F, H, W = 20, 32, 32
+    targets = rng.integers(0, 32, size=(F, 2))
+    # what MSE collapses to: about the base rate 1/1024 ... 0.003 everywhere, with a faint centre bias
+    yy, xx = np.mgrid[:H, :W]
+    bump = np.exp(-((yy - 15.5) ** 2 + (xx - 15.5) ** 2) / 400)
+    collapsed = 0.0025 + 0.001 * bump[None] + rng.uniform(0, 1e-4, size=(F, H, W))
+    m = M.frame_metrics(collapsed, targets, 0.5)
+    assert 2.5 < m["predicted_mass"] < 4.0  # not near 0: mass does not reveal collapse
+    assert m["peak_to_mean"] < 2 and m["collapsed_fraction"] == 1.0
+    assert m["f1@0.5"] == 0.0 and m["mse"] == pytest.approx(np.mean((collapsed - M.one_hot_targets(targets, (H, W))) ** 2))
+    # a model that commits to a point, even a wrong one, is not collapsed
+    committed = np.full((F, H, W), 1e-4)
+    committed[np.arange(F), np.where(targets[:, 0] < 31, targets[:, 0] + 1, targets[:, 0] - 1), targets[:, 1]] = 0.6
+    c = M.frame_metrics(committed, targets, 0.5)
+    assert c["collapsed_fraction"] == 0.0 and c["peak_to_mean"] > 100 and c["hit@1px"] == 1.0 and c["argmax_hit"] == 0.0
+    np.testing.assert_allclose(M.peak_to_mean(committed), 0.6 / committed.reshape(F, -1).mean(1))
+    assert M.peak_to_mean(np.zeros((1, 4, 4)))[0] == 1.0

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import subprocess
 import sys
@@ -119,3 +120,16 @@ def test_torchrun_two_processes_train_and_evaluate_every_sample_once(tiny_data, 
     single = evaluate_run(run / "best_model.pth", tmp_path / "single", init_distributed("cpu", environ={}))
     assert single["overall"]["ap"] == pytest.approx(m["overall"]["ap"], rel=1e-6)
     assert single["threshold_best"] == pytest.approx(m["threshold_best"], rel=1e-6)
+
+
+def test_training_steps_read_the_host_once_per_log_interval(tiny_config, tiny_data, tmp_path, monkeypatch):
+    """The real step_fn through the Trainer: at most ceil(N / log_every) host reads in N steps."""
+    from perception_shared.testing import count_epoch_reads
+
+    steps, log_every = 6, 3
+    cfg = tiny_config(tiny_data, f"loop.max_steps_per_epoch={steps}", f"loop.log_every={log_every}", "data.batch_size=4",
+                      "loss.name=composite")
+    with count_epoch_reads(monkeypatch, "sparse_video_loss.train.Trainer") as reads:
+        result = train(cfg, run_dir=tmp_path / "run", ctx=init_distributed("cpu", environ={}))
+    assert result.global_step == steps
+    assert reads.count <= math.ceil(steps / log_every), reads.summary()

@@ -1,4 +1,19 @@
-"""Command-line pieces every package's CLI shares: common training options and error handling."""
+"""Command-line pieces every package's CLI shares: the common subcommands, their options, error handling.
+
+Every package's console script has the same shape, so a user who knows one knows all four:
+
+    make-synthetic OUT          synthetic data with known ground truth
+    validate-data PATH          read a whole data set in its real format, report every problem
+    train                       --config/--set/--data/--weights, run directory, resume, device
+    evaluate RUN                a run directory (its best checkpoint) or a checkpoint file
+    predict --run RUN INPUT...  the trained model on new inputs
+    export RUN                  ONNX or TorchScript with dynamic batch, plus preprocessing JSON
+    weights list|fetch|check    where pretrained backbone weights come from, and their hashes
+    demo                        the whole pipeline on tiny synthetic data
+
+The ``add_*_command`` builders define those subcommands and their common options once; each returns
+its subparser so the package adds only what is its own.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +48,21 @@ def add_config_args(parser: argparse.ArgumentParser, default_config: str | None 
     )
 
 
+def add_device_arg(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    parser.add_argument(
+        "--device", default=default, choices=["auto", "cpu", "cuda"], help=f"default: {default} (auto: cuda when available)"
+    )
+
+
+def add_skip_bad_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--skip-bad", action="store_true", help="skip bad input files with a counted warning instead of failing")
+
+
+def add_loader_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, help="default: the run's config")
+    parser.add_argument("--num-workers", type=int, help="DataLoader workers (default: the run's config)")
+
+
 def add_common_train_args(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:
     """--config, --set, --output-dir, --run-dir, --resume, --auto-resume, --device, --skip-bad."""
     add_config_args(parser, default_config)
@@ -51,8 +81,184 @@ def add_common_train_args(parser: argparse.ArgumentParser, default_config: str |
         action="store_true",
         help="resume if the run directory has a checkpoint, else start fresh (for requeued SLURM jobs)",
     )
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda when available")
-    parser.add_argument("--skip-bad", action="store_true", help="skip bad input files with a counted warning instead of failing")
+    add_device_arg(parser)
+    add_skip_bad_arg(parser)
+
+
+def _subparser(sub: argparse._SubParsersAction, name: str, help: str, description: str | None) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=description or help[:1].upper() + help[1:] + ".")
+
+
+def add_train_command(
+    sub: argparse._SubParsersAction,
+    *,
+    default_config: str | None = None,
+    data_help: str = "data root (sets the config's data root)",
+    help: str = "train a model; writes a run directory",
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """``train``: the common training options plus ``--data DIR``, ``--weights PATH`` and ``--seed N``."""
+    p = _subparser(sub, "train", help, description)
+    add_common_train_args(p, default_config)
+    p.add_argument("--data", metavar="PATH", help=data_help)
+    p.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="a local file with the backbone's pretrained weights (instead of the hub/torch caches or a download)",
+    )
+    p.add_argument("--seed", type=int, help="overrides the config's seed")
+    return p
+
+
+def add_evaluate_command(
+    sub: argparse._SubParsersAction,
+    *,
+    help: str = "evaluate a trained run; writes metrics JSON/CSV and figures",
+    description: str | None = None,
+    data_help: str = "evaluate on this data set instead of the run's own (same format)",
+) -> argparse.ArgumentParser:
+    """``evaluate RUN``: RUN is a run directory (its best checkpoint) or a checkpoint file."""
+    p = _subparser(sub, "evaluate", help, description)
+    add_run_arg(p)
+    p.add_argument("--data", metavar="PATH", help=data_help)
+    p.add_argument("--out", metavar="DIR", help="output folder (default: inside the run directory)")
+    add_device_arg(p)
+    add_loader_args(p)
+    add_skip_bad_arg(p)
+    add_allow_data_mismatch_arg(p)
+    return p
+
+
+def add_predict_command(
+    sub: argparse._SubParsersAction,
+    *,
+    inputs_help: str,
+    help: str = "run a trained model on new inputs",
+    description: str | None = None,
+    out_default: str | None = None,
+    out_help: str = "output path",
+) -> argparse.ArgumentParser:
+    """``predict --run RUN INPUT...``."""
+    p = _subparser(sub, "predict", help, description)
+    p.add_argument("--run", required=True, metavar="RUN", help=RUN_HELP)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=inputs_help)
+    p.add_argument("--out", default=out_default, help=out_help + (f" (default: {out_default})" if out_default else ""))
+    add_device_arg(p)
+    p.add_argument("--batch-size", type=int, help="default: the run's config")
+    return p
+
+
+def add_export_command(
+    sub: argparse._SubParsersAction,
+    *,
+    help: str = "export a trained model to ONNX or TorchScript (dynamic batch) with its preprocessing as JSON",
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """``export RUN --format onnx|torchscript --out PATH --opset N``."""
+    p = _subparser(sub, "export", help, description)
+    add_run_arg(p)
+    p.add_argument("--format", dest="fmt", default="onnx", choices=["onnx", "torchscript"], help="default: onnx")
+    p.add_argument("--out", metavar="PATH", help="output file (default: <run dir>/export/model.onnx or model.pt)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
+    p.add_argument(
+        "--no-check", dest="check", action="store_false", help="skip comparing the exported model's outputs with PyTorch's"
+    )
+    return p
+
+
+def add_validate_data_command(
+    sub: argparse._SubParsersAction,
+    *,
+    path_help: str,
+    default_config: str | None = None,
+    help: str = "read a whole data set in its real format and report every problem (no training)",
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """``validate-data PATH``: exits 1 when a problem is found."""
+    p = _subparser(sub, "validate-data", help, description)
+    p.add_argument("path", metavar="PATH", help=path_help)
+    add_config_args(p, default_config)
+    p.add_argument("--json", metavar="FILE", help="also write the summary and problems as JSON")
+    return p
+
+
+def add_make_synthetic_command(
+    sub: argparse._SubParsersAction,
+    *,
+    help: str = "write a synthetic data set with known ground truth in the real data's format",
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """``make-synthetic OUT --seed N``."""
+    p = _subparser(sub, "make-synthetic", help, description)
+    p.add_argument("out", metavar="OUT", help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="default: 0")
+    return p
+
+
+def add_demo_command(
+    sub: argparse._SubParsersAction,
+    *,
+    default_out: str = "demo_output",
+    help: str = "the whole pipeline on tiny synthetic data (CPU; toy settings, random init)",
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """``demo --out DIR --device D --config NAME --set K=V``."""
+    p = _subparser(sub, "demo", help, description)
+    p.add_argument("--out", default=default_out, help=f"output folder (default: {default_out})")
+    add_device_arg(p, default="cpu")
+    add_config_args(p, default_config="demo")
+    return p
+
+
+def add_weights_command(
+    sub: argparse._SubParsersAction,
+    *,
+    help: str = "pretrained backbone weights: where they come from (list), fill the cache (fetch), verify hashes (check)",
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """``weights list|fetch CONFIG|check [FILE...]`` (see ``perception_shared.pretrained``)."""
+    from .pretrained import add_weights_subcommands
+
+    p = _subparser(sub, "weights", help, description)
+    add_weights_subcommands(p)
+    return p
+
+
+RUN_HELP = "a run directory (uses its best_model.pth, else final_model.pth, else last.pth) or a checkpoint file"
+RUN_CHECKPOINTS = ("best_model.pth", "final_model.pth", "last.pth")
+
+
+def add_run_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help=RUN_HELP)
+
+
+def add_allow_data_mismatch_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-data-mismatch",
+        action="store_true",
+        help="compare runs even though their manifests say they were trained on different data",
+    )
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A trained run: its directory and the checkpoint to use."""
+
+    run_dir: Path
+    checkpoint: Path
+
+
+def resolve_run(target: str | Path, prefer: Sequence[str] = RUN_CHECKPOINTS) -> RunRef:
+    """``RUN`` as the CLIs take it: a run directory (first of ``prefer`` found in it) or a checkpoint file."""
+    path = Path(target)
+    if path.is_file():
+        return RunRef(path.parent, path)
+    if path.is_dir():
+        for name in prefer:
+            if (path / name).is_file():
+                return RunRef(path, path / name)
+        raise UserError(f"run directory {path} holds no checkpoint ({', '.join(prefer)}); has its training finished?")
+    raise UserError(f"RUN {path}: no such run directory or checkpoint file")
 
 
 @dataclass(frozen=True)

@@ -39,29 +39,53 @@ class RunningMean:
 
 
 class MeanDict:
-    """Running means of several named values, reduced over ranks in one collective."""
+    """Running means of several named values, reduced over ranks in one collective.
+
+    Tensor values stay where they are (sums accumulate on the device), so ``update`` never waits for the
+    GPU; the host reads them once, in ``compute``/``reduce``/``state_dict``.
+    """
 
     def __init__(self) -> None:
-        self._sums: dict[str, float] = {}
-        self._counts: dict[str, float] = {}
+        self._sums: dict[str, float | torch.Tensor] = {}
+        self._counts: dict[str, float | torch.Tensor] = {}
 
-    def update(self, values: Mapping[str, float | torch.Tensor], n: float = 1) -> None:
+    def update(self, values: Mapping[str, float | torch.Tensor], n: float | torch.Tensor = 1) -> None:
         for k, v in values.items():
-            v = float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+            v = v.detach().double() if isinstance(v, torch.Tensor) else float(v)
             self._sums[k] = self._sums.get(k, 0.0) + v * n
             self._counts[k] = self._counts.get(k, 0.0) + n
 
+    def _table(self, device: torch.device | str) -> tuple[list[str], torch.Tensor]:
+        keys = sorted(self._sums)
+        rows = [
+            torch.stack([torch.as_tensor(self._sums[k], dtype=torch.float64).to(device),
+                         torch.as_tensor(self._counts[k], dtype=torch.float64).to(device)])
+            for k in keys
+        ]
+        return keys, torch.stack(rows) if rows else torch.zeros(0, 2, dtype=torch.float64, device=device)
+
+    def state_dict(self) -> dict[str, dict[str, float]]:
+        """Plain floats (one host read), for checkpoints."""
+        keys, t = self._table("cpu")
+        values = t.tolist()
+        return {"sums": {k: values[i][0] for i, k in enumerate(keys)}, "counts": {k: values[i][1] for i, k in enumerate(keys)}}
+
+    def load_state_dict(self, state: Mapping[str, Mapping[str, float]]) -> None:
+        self._sums = dict(state["sums"])
+        self._counts = dict(state["counts"])
+
     def compute(self) -> dict[str, float]:
-        return {k: self._sums[k] / self._counts[k] for k in self._sums if self._counts[k]}
+        keys, t = self._table("cpu")
+        values = t.tolist()
+        return {k: values[i][0] / values[i][1] for i, k in enumerate(keys) if values[i][1]}
 
     def reduce(self, device: torch.device | str = "cpu") -> dict[str, float]:
-        """Means over all ranks. Every rank must have updated the same keys (a collective)."""
-        keys = sorted(self._sums)
-        if not keys:
+        """Means over all ranks. Every rank must have updated the same keys (a collective; one host read)."""
+        if not self._sums:
             return {}
-        t = torch.tensor([[self._sums[k], self._counts[k]] for k in keys], dtype=torch.float64, device=device)
-        t = all_reduce_sum(t)
-        return {k: float(t[i, 0] / t[i, 1]) for i, k in enumerate(keys) if float(t[i, 1])}
+        keys, t = self._table(device)
+        values = all_reduce_sum(t).tolist()
+        return {k: values[i][0] / values[i][1] for i, k in enumerate(keys) if values[i][1]}
 
 
 def _as_2d(x: Any) -> np.ndarray:

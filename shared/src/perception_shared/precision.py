@@ -39,12 +39,16 @@ class Precision:
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
 
-    def step(self, optimizer: torch.optim.Optimizer, parameters, grad_clip: float | None) -> float | None:
-        """Unscale, clip (if ``grad_clip``), step and update the scaler; returns the grad norm when clipped."""
+    def step(self, optimizer: torch.optim.Optimizer, parameters, grad_clip: float | None) -> torch.Tensor | None:
+        """Unscale, clip (if ``grad_clip``), step and update the scaler.
+
+        Returns the total gradient norm before clipping as a tensor on the device (None without
+        clipping): reading it here would stall a GPU every step; the loop reads it at log intervals.
+        """
         norm = None
         if grad_clip is not None and grad_clip > 0:
             self.scaler.unscale_(optimizer)
-            norm = float(torch.nn.utils.clip_grad_norm_(parameters, grad_clip))
+            norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
         self.scaler.step(optimizer)
         self.scaler.update()
         return norm

@@ -11,12 +11,22 @@ and two functions:
   unwrapped model in eval mode under ``torch.no_grad()``.
 
 The loop owns what must be the same everywhere: epochs and mid-epoch resumption, checkpoint cadence,
-best/last/final checkpoints, early stopping, preemption, TensorBoard/CSV logging and the history plot.
+best/last/final checkpoints, early stopping, preemption, TensorBoard/CSV logging, the history plot and
+the run's ``manifest.json`` (see ``manifest.py``; the package passes ``manifest_info``).
 Every scalar is logged against the global optimizer step; the per-epoch history also has ``epoch``.
+
+No host synchronization inside a step: ``step_fn`` returns tensors, the epoch means accumulate on the
+device, and the host reads values once per ``loop.log_every`` steps (one ``tolist`` of the logged values,
+the non-finite-loss count and, in a multi-process job, the preemption flag combined over ranks). So a
+non-finite loss is detected at the next log interval (and always before a checkpoint is written); a
+single-process run checks the signal flag, a host variable, after every step; a multi-process run at log
+intervals. ``loop.stop_on_nonfinite: false`` (skip bad batches) must look at each loss before the
+optimizer step, which costs one read per step.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -31,19 +41,24 @@ from torch.nn.parallel import DistributedDataParallel
 from . import __version__
 from .checkpoint import CheckpointManager, load_checkpoint
 from .config import config_to_dict, save_config
-from .distributed import DistContext, all_gather_object, barrier
+from .distributed import DistContext, all_gather_object, all_reduce_max, barrier
 from .errors import CheckpointError
+from .jsonio import write_json
 from .logging import get_logger, progress
+from .manifest import Manifest, start_manifest
 from .metrics import MeanDict
 from .plotting import plot_history, write_history_csv
 from .precision import Precision
-from .preemption import MARKER, Preempted, PreemptionHandler
+from .preemption import MARKER, PREEMPTED_EXIT_CODE, Preempted, PreemptionHandler
 from .samplers import SeededDataset, ShardedSampler
 from .seed import capture_rng_state, restore_rng_state
 from .tracking import Tracker
 
 HISTORY_CSV = "training_history.csv"
 HISTORY_PNG = "training_history.png"
+# Written at each log interval, so that a run killed without warning (scontrol requeue, a node failure)
+# can say on resume how many steps it has to recompute.
+PROGRESS_JSON = "progress.json"
 
 
 @dataclass
@@ -145,7 +160,10 @@ class Trainer:
         scheduler_interval: Literal["epoch", "step", "plateau"] = "epoch",
         extra_state: dict[str, Any] | None = None,
         ddp_kwargs: dict[str, Any] | None = None,
+        manifest_info: dict[str, Any] | None = None,
     ) -> None:
+        """``manifest_info``: keyword arguments for ``manifest.start_manifest`` (``data_paths``, ``weights``,
+        ``seeds``, ``argv``, ``extra``); the loop adds config, device, world size, times and exit status."""
         if scheduler_interval not in ("epoch", "step", "plateau"):
             raise ValueError(f"scheduler_interval must be epoch, step or plateau; got {scheduler_interval!r}")
         if not isinstance(train_loader.sampler, ShardedSampler):
@@ -181,6 +199,11 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self._epoch_means = MeanDict()
         self._last_plot = 0.0
+        self.manifest_info = dict(manifest_info or {})
+        self.manifest: Manifest | None = None
+        # device-side count of non-finite losses since the last host read (see the module docstring)
+        self._nonfinite = torch.zeros((), device=ctx.device, dtype=torch.int64)
+        self._last_grad_norm: torch.Tensor | None = None
 
     # ----- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -196,7 +219,7 @@ class Trainer:
             "epoch": self.epoch,
             "global_step": self.global_step,
             "batch_in_epoch": self.batch_in_epoch,
-            "epoch_means": {"sums": dict(self._epoch_means._sums), "counts": dict(self._epoch_means._counts)},
+            "epoch_means": self._epoch_means.state_dict(),
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
@@ -220,8 +243,7 @@ class Trainer:
         self.global_step = int(state["global_step"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self._epoch_means = MeanDict()
-        self._epoch_means._sums = dict(state["epoch_means"]["sums"])
-        self._epoch_means._counts = dict(state["epoch_means"]["counts"])
+        self._epoch_means.load_state_dict(state["epoch_means"])
         self.best_metric = state["best_metric"]
         self.best_epoch = state["best_epoch"]
         self.bad_epochs = int(state["bad_epochs"])
@@ -252,6 +274,17 @@ class Trainer:
             self.global_step,
             self.batch_in_epoch,
         )
+        reached = _read_progress(self.run_dir / PROGRESS_JSON)
+        if reached is not None and reached > self.global_step:
+            self.logger.warning(
+                "the previous attempt reached step %d but its last checkpoint is at step %d: "
+                "%d step(s) were lost and are recomputed",
+                reached,
+                self.global_step,
+                reached - self.global_step,
+            )
+        elif reached is not None:
+            self.logger.info("no steps lost: the checkpoint is at the last step the previous attempt logged (%d)", reached)
 
     # ----- loop --------------------------------------------------------------------------------
     def fit(self, resume: bool = False, resume_from: str | Path | None = None) -> FitResult:
@@ -261,8 +294,12 @@ class Trainer:
         if self.ctx.is_main:
             save_config(self.config, self.run_dir / "config.yaml")
             (self.run_dir / MARKER).unlink(missing_ok=True)
+        self.manifest = start_manifest(
+            self.run_dir, config=self.config, ctx=self.ctx, enabled=self.ctx.is_main, **self.manifest_info
+        )
         self.tracker = Tracker(self.run_dir, purge_step=self.global_step + 1 if self.global_step else None)
         stopped_early = False
+        status, code, error = "failed", 1, None
         try:
             with self.preemption:
                 while self.epoch < self.loop.epochs:
@@ -282,8 +319,25 @@ class Trainer:
             final_state = self.state_dict()  # collective: every rank takes part
             self.checkpoints.save_final(final_state)
             barrier()
+            status, code = "completed", 0
+        except Preempted:
+            status, code = "preempted", PREEMPTED_EXIT_CODE
+            raise
+        except KeyboardInterrupt:
+            status, code = "interrupted", 130
+            raise
+        except BaseException as e:
+            error = f"{type(e).__name__}: {e}"
+            raise
         finally:
             self.tracker.close()
+            self.manifest.finish(
+                status,
+                code,
+                epochs_completed=self.epoch,
+                global_step=self.global_step,
+                error=error,
+            )
         return FitResult(self.run_dir, self.epoch, self.global_step, self.best_metric, self.best_epoch, stopped_early, self.history)
 
     def _train_epoch(self) -> None:
@@ -303,6 +357,7 @@ class Trainer:
             total = min(total, self.loop.max_steps_per_epoch)
         params = [p for p in self.module.parameters() if p.requires_grad]
         bar = progress(self.loader, total=total, initial=self.batch_in_epoch, desc=f"epoch {epoch + 1}/{self.loop.epochs}", leave=False)
+        skip_nonfinite = not self.loop.stop_on_nonfinite
         for i, batch in enumerate(bar, start=self.batch_in_epoch):
             if i >= total:
                 break
@@ -310,16 +365,16 @@ class Trainer:
             with self.precision.autocast():
                 out = self.step_fn(self.model, batch, StepInfo(epoch, self.global_step, i))
             loss = out.loss
-            if not torch.isfinite(loss.detach()).all():
-                message = f"training loss is {float(loss.detach())} at epoch {epoch + 1}, step {self.global_step}"
-                if self.loop.stop_on_nonfinite:
-                    raise NonFiniteLossError(message + f"; the last good checkpoint is in {self.run_dir}")
-                self.logger.warning(message + "; skipping this batch")
+            if skip_nonfinite and not bool(torch.isfinite(loss.detach()).all()):
+                self.logger.warning(
+                    "training loss is %s at epoch %d, step %d; skipping this batch", float(loss.detach()), epoch + 1, self.global_step
+                )
                 self.optimizer.zero_grad(set_to_none=True)
                 continue
+            self._nonfinite += (~torch.isfinite(loss.detach())).any()
             self.optimizer.zero_grad(set_to_none=True)
             self.precision.backward(loss)
-            self.precision.step(self.optimizer, params, self.loop.grad_clip)
+            self._last_grad_norm = self.precision.step(self.optimizer, params, self.loop.grad_clip)
             if self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
             self.global_step += 1
@@ -328,15 +383,51 @@ class Trainer:
             values.update({k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in out.metrics.items()})
             self._epoch_means.update(values, n=out.n)
             if self.global_step % self.loop.log_every == 0:
-                local = {k: float(v) for k, v in values.items()}
-                local["lr"] = self.optimizer.param_groups[0]["lr"]
-                self.tracker.log_scalars(local, self.global_step, prefix="train_step/")  # type: ignore[union-attr]
-                if hasattr(bar, "set_postfix"):
-                    bar.set_postfix(loss=f"{local['loss']:.4g}")
-            if self.preemption.should_stop(self.ctx.device):
+                stop = self._log_interval(values, bar)
+            else:
+                stop = not self.ctx.is_distributed and self.preemption.requested
+            if stop:
                 self._preempt()
         if hasattr(bar, "close"):
             bar.close()
+        if self.ctx.is_distributed:  # a signal since the last log interval must not wait for the evaluation
+            flag = torch.tensor([float(self.preemption.requested)], device=self.ctx.device)
+            if bool(all_reduce_max(flag)):
+                self._preempt()
+
+    def _log_interval(self, values: dict[str, Any], bar: Any) -> bool:
+        """The one host read per log interval: logged values, non-finite count, preemption (all ranks).
+
+        Returns True when training must stop for a signal; raises ``NonFiniteLossError`` when a loss since
+        the last interval was NaN or infinite.
+        """
+        names = list(values)
+        if self._last_grad_norm is not None:
+            names.append("grad_norm")
+            values = {**values, "grad_norm": self._last_grad_norm}
+        flags = torch.stack([self._nonfinite.double(), torch.tensor(float(self.preemption.requested), device=self.ctx.device, dtype=torch.float64)])
+        if self.ctx.is_distributed:
+            flags = all_reduce_max(flags)
+        row = torch.stack([torch.as_tensor(values[k], dtype=torch.float64).to(self.ctx.device).reshape(()) for k in names] + list(flags))
+        numbers = row.tolist()
+        nonfinite, preempt = numbers[-2], numbers[-1]
+        self._nonfinite.zero_()
+        if nonfinite:
+            self._raise_nonfinite()
+        local = dict(zip(names, numbers[:-2]))
+        local["lr"] = self.optimizer.param_groups[0]["lr"]
+        self.tracker.log_scalars(local, self.global_step, prefix="train_step/")  # type: ignore[union-attr]
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{local['loss']:.4g}")
+        if self.ctx.is_main:
+            write_json(self.run_dir / PROGRESS_JSON, {"epoch": self.epoch + 1, "global_step": self.global_step, "time": time.time()})
+        return bool(preempt)
+
+    def _raise_nonfinite(self) -> None:
+        raise NonFiniteLossError(
+            f"training loss became NaN or infinite in epoch {self.epoch + 1} before step {self.global_step}; "
+            f"the last good checkpoint is in {self.run_dir} (set loop.stop_on_nonfinite: false to skip such batches)"
+        )
 
     def _preempt(self) -> None:
         state = self.state_dict()
@@ -357,6 +448,11 @@ class Trainer:
     def _end_epoch(self) -> bool:
         """Reduce, validate, step the scheduler, checkpoint and log; True if early stopping triggers."""
         epoch_done = self.epoch + 1
+        nonfinite = self._nonfinite.clone()
+        if self.ctx.is_distributed:
+            nonfinite = all_reduce_max(nonfinite)
+        if int(nonfinite):  # never checkpoint weights that a NaN step has touched
+            self._raise_nonfinite()
         train = self._epoch_means.reduce(self.ctx.device)
         row: dict[str, Any] = {"epoch": epoch_done, "step": self.global_step}
         row.update({f"train/{k}": v for k, v in train.items()})
@@ -398,6 +494,13 @@ class Trainer:
         self.logger.info("epoch %d/%d (step %d): %s", epoch_done, self.loop.epochs, self.global_step, summary)
         patience = self.loop.early_stopping_patience
         return patience is not None and self.bad_epochs >= patience
+
+
+def _read_progress(path: Path) -> int | None:
+    try:
+        return int(json.loads(path.read_text())["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _config_diffs(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:

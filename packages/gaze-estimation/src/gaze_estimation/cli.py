@@ -1,26 +1,106 @@
-"""``gaze-estimation``: train, evaluate, predict, make-synthetic, convert-eve, demo."""
+"""``gaze-estimation``: the common subcommands (``perception_shared.cli``) plus ``predict-raw`` and ``convert-eve``.
+
+make-synthetic, validate-data, train, evaluate RUN, predict --run RUN, export RUN, weights, demo,
+predict-raw --run RUN, convert-eve. The CLI only parses arguments and calls the functions the tests call.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from perception_shared.cli import add_common_train_args, resolve_resume, run_cli
-from perception_shared.config import load_config, resolve_config_path
+from perception_shared.cli import (
+    RUN_HELP,
+    add_config_args,
+    add_demo_command,
+    add_device_arg,
+    add_evaluate_command,
+    add_export_command,
+    add_make_synthetic_command,
+    add_predict_command,
+    add_skip_bad_arg,
+    add_train_command,
+    add_validate_data_command,
+    add_weights_command,
+    resolve_resume,
+    resolve_run,
+    run_cli,
+)
+from perception_shared.config import load_config, packaged_config_dir, resolve_config_path
 from perception_shared.distributed import init_distributed, resolve_device
-from perception_shared.errors import UserError
+from perception_shared.errors import ConfigError
 from perception_shared.logging import setup_logging
 from perception_shared.runs import prepare_run_dir
 
 from . import __version__
+from .config import TrainConfig
 
 PACKAGE = "gaze_estimation"
 DEFAULT_CONFIG = "eve_lite"
+DATA_HELP = "data root holding <split>*/participant_*/frames_<camera>.h5 (sets data.root)"
+
+
+def load_train_config(
+    config: str | Path, overrides: Sequence[str] = (), *, data: str | None = None, weights: str | None = None, seed: int | None = None
+) -> TrainConfig:
+    """A config by name or path with ``--set`` overrides, ``--data``, ``--weights`` and ``--seed`` applied.
+
+    ``--weights PATH`` is a local file for the backbones: both roles when the face and eye backbones
+    ask for the same weights (``gazetr_lite``); otherwise name the role with
+    ``--set model.face_weights_file=...`` / ``model.eye_weights_file=...``.
+    """
+    sets = list(overrides)
+    if data:
+        sets.append(f"data.root={data}")
+    if seed is not None:
+        sets.append(f"seed={seed}")
+    cfg = load_config(TrainConfig, resolve_config_path(PACKAGE, config), sets)
+    if weights:
+        face, eye = cfg.model.weights_identifier("face"), cfg.model.weights_identifier("eye")
+        if face is None:
+            raise ConfigError(f"--weights: model {cfg.model.name} has no pretrained backbones")
+        if face != eye:
+            raise ConfigError(
+                f"--weights: the face ({face}) and eye ({eye}) backbones ask for different weights; give each with "
+                "--set model.face_weights_file=PATH and --set model.eye_weights_file=PATH"
+            )
+        cfg.model.face_weights_file = cfg.model.eye_weights_file = Path(weights)
+    return cfg
+
+
+def shipped_configs() -> dict[str, TrainConfig]:
+    """Every config in the package's configs folder, by name."""
+    return {p.stem: load_config(TrainConfig, p) for p in sorted(packaged_config_dir(PACKAGE).glob("*.yaml"))}
+
+
+def _make_synthetic(args: argparse.Namespace) -> int:
+    from .synthetic import make_camera_images, make_synthetic
+
+    setup_logging(None)
+    files = make_synthetic(
+        args.out, train_participants=args.train_participants, val_participants=args.val_participants,
+        samples_per_participant=args.samples, seed=args.seed, camera=args.camera,
+    )
+    print(f"wrote {len(files)} participant files under {args.out}")
+    if args.camera_images:
+        folder = make_camera_images(Path(args.out) / "camera", args.camera_images, seed=args.seed)
+        print(f"wrote {args.camera_images} camera images with their truth and a calibration file under {folder}")
+    return 0
+
+
+def _validate_data(args: argparse.Namespace) -> int:
+    from .validate import validate_data
+
+    setup_logging(None)
+    cfg = load_train_config(args.config, args.overrides)
+    report = validate_data(args.path, camera=cfg.data.camera, json_path=args.json)
+    print(report.text())
+    return 0 if report.ok else 1
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import TrainConfig
     from .train import train
 
     spec = resolve_resume(args)
@@ -28,56 +108,83 @@ def _train(args: argparse.Namespace) -> int:
     if config is None:
         saved = spec.run_dir / "config.yaml" if spec.run_dir is not None else None
         config = saved if spec.resume and saved is not None and saved.is_file() else DEFAULT_CONFIG
-    cfg = load_config(TrainConfig, resolve_config_path(PACKAGE, config), args.overrides)
-    if args.data is not None:
-        cfg.data.root = Path(args.data)
+    cfg = load_train_config(config, args.overrides, data=args.data, weights=args.weights, seed=args.seed)
     ctx = init_distributed(args.device)
     run_dir = prepare_run_dir(args.output_dir, spec.run_dir)
     setup_logging(run_dir)
-    train(cfg, ctx=ctx, run_dir=run_dir, resume=spec.resume, resume_from=spec.checkpoint, skip_bad=args.skip_bad)
+    train(cfg, ctx=ctx, run_dir=run_dir, resume=spec.resume, resume_from=spec.checkpoint, skip_bad=args.skip_bad, argv=sys.argv)
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, resolve_checkpoint
+    from .evaluate import evaluate
 
-    checkpoint = resolve_checkpoint(args.run_dir, args.checkpoint)
-    out = Path(args.out) if args.out else checkpoint.parent / f"evaluation_{args.split or 'val'}"
+    run = resolve_run(args.run)
+    out = Path(args.out) if args.out else run.run_dir / f"evaluation_{args.split or 'val'}"
     ctx = init_distributed(args.device)
     setup_logging(out, filename="evaluate.log")
-    evaluate(
-        checkpoint, ctx=ctx, out_dir=out, data_root=args.data, split=args.split, batch_size=args.batch_size,
-        num_workers=args.num_workers, skip_bad=args.skip_bad,
+    metrics = evaluate(
+        run.checkpoint, ctx=ctx, out_dir=out, data_root=args.data, split=args.split, batch_size=args.batch_size,
+        num_workers=args.num_workers, skip_bad=args.skip_bad, allow_data_mismatch=args.allow_data_mismatch,
     )
+    if ctx.is_main:
+        print(
+            f"{metrics['n_samples']} samples of {metrics['split']}: mean angular error {metrics['mean_angular_error_deg']:.3f} deg "
+            f"(median {metrics['median_angular_error_deg']:.3f}); weights: {metrics['weights_used']}. "
+            f"{metrics['protocol']['statement']}. Wrote {out / 'metrics.json'}"
+        )
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .evaluate import resolve_checkpoint
     from .predict import TraceOptions, predict
 
     setup_logging(None)
-    checkpoint = resolve_checkpoint(args.run_dir, args.checkpoint)
+    run = resolve_run(args.run)
     trace = None
     if args.trace_csv:
         trace = TraceOptions(Path(args.trace_csv), *args.screen_px, distance_px=args.distance_px, fps=args.fps)
-    predict(
-        checkpoint, args.input, args.out, device=resolve_device(args.device), batch_size=args.batch_size,
+    out = predict(
+        run.checkpoint, args.inputs, args.out, device=resolve_device(args.device), batch_size=args.batch_size or 64,
         num_workers=args.num_workers, trace=trace,
     )
+    print(f"wrote {out}")
     return 0
 
 
-def _make_synthetic(args: argparse.Namespace) -> int:
-    from .synthetic import make_synthetic
+def _predict_raw(args: argparse.Namespace) -> int:
+    from .raw import RawConfig, run_predict_raw
 
     setup_logging(None)
-    files = make_synthetic(
-        args.out, train_participants=args.train_participants, val_participants=args.val_participants,
-        samples_per_participant=args.samples, seed=args.seed, camera=args.camera,
+    run = resolve_run(args.run)
+    cfg = load_config(RawConfig, Path(args.config) if args.config else None, args.overrides)
+    summary = run_predict_raw(
+        run.checkpoint, args.inputs, args.out, config=cfg, calibration=args.calibration, device=resolve_device(args.device),
+        batch_size=args.batch_size or 32, annotate=args.annotate,
     )
-    print(f"wrote {len(files)} files under {args.out}")
+    print(
+        f"{summary['frames']} frame(s), a face in {summary['faces_found']}; wrote {summary['outputs']['csv']} "
+        f"(pitch/yaw in the camera's coordinates, EVE's convention: see gaze_summary.json)"
+    )
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    setup_logging(None)
+    result = export_run(args.run, fmt=args.fmt, out=args.out, opset=args.opset, check=args.check)
+    print(f"wrote {result['path']} and {result['preprocessing']}" + (f"; checked: {result['check']}" if result.get("check") else ""))
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from perception_shared.pretrained import weights_command
+
+    from .models import weights_manifest_path
+
+    requests = {name: cfg.model.weights_requests() for name, cfg in shipped_configs().items()}
+    return weights_command(args, package="gaze-estimation", requests=requests, manifest_path=weights_manifest_path())
 
 
 def _convert_eve(args: argparse.Namespace) -> int:
@@ -95,7 +202,7 @@ def _convert_eve(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, device=args.device)
+    run_demo(args.out, device=args.device, config=args.config, overrides=args.overrides)
     return 0
 
 
@@ -107,38 +214,59 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model (DDP under torchrun)", description="Train a gaze model on HDF5 data.")
-    add_common_train_args(p)
-    p.add_argument("--data", default=None, metavar="DIR", help="data root (overrides data.root of the config)")
-    p.epilog = f"Without --config: the run's config.yaml when resuming, else '{DEFAULT_CONFIG}'."
+    p = add_make_synthetic_command(
+        sub,
+        description="Rendered participants whose gaze (pitch/yaw) is known exactly, in the HDF5 training format "
+        "(OUT/train, OUT/val); with --camera-images also camera images of rendered faces for predict-raw.",
+    )
+    p.add_argument("--train-participants", type=int, default=4)
+    p.add_argument("--val-participants", type=int, default=2)
+    p.add_argument("--samples", type=int, default=64, help="samples per participant (default: 64)")
+    p.add_argument("--camera", default="basler", help="file name frames_<camera>.h5 (default: basler)")
+    p.add_argument(
+        "--camera-images", type=int, default=0, metavar="N",
+        help="also write N camera images (OUT/camera/*.png) with their true gaze and head pose and a calibration file",
+    )
+    p.set_defaults(func=_make_synthetic)
+
+    p = add_validate_data_command(
+        sub,
+        path_help="a data root in the training format (<split>*/participant_*/frames_<camera>.h5), or the raw EVE "
+        "release (train01 ... val05) that convert-eve reads",
+        default_config="eve_lite",
+        description="Read every file completely (every crop decoded, every video frame counted), check shapes, "
+        "value ranges and labels with the loaders' own checks, print a summary and every problem; exit 1 when there "
+        "is one. --config/--set give data.camera.",
+    )
+    p.set_defaults(func=_validate_data)
+
+    p = add_train_command(
+        sub,
+        data_help=DATA_HELP,
+        description=f"Train a gaze model on HDF5 data (DDP under torchrun). Without --config: the run's config.yaml "
+        f"when resuming, else {DEFAULT_CONFIG}. --weights PATH: a local file for the backbones (both roles when they "
+        "ask for the same weights).",
+    )
     p.set_defaults(func=_train)
 
-    p = sub.add_parser(
-        "evaluate", help="evaluate a checkpoint: metrics JSON, per-participant CSV, figures",
-        description="Evaluate a run's best_model.pth (or --checkpoint) on a split; works under torchrun.",
+    p = add_evaluate_command(
+        sub,
+        data_help="data root to evaluate on instead of the run's own (same format)",
+        description="Evaluate a run (RUN: its directory, using best_model.pth, or a checkpoint file) on the validation "
+        "participants; works under torchrun. The model was selected on held-out training participants.",
     )
-    p.add_argument("--run-dir", default=None, help="run directory (reads best_model.pth)")
-    p.add_argument("--checkpoint", default=None, help="checkpoint file (default: RUN_DIR/best_model.pth)")
-    p.add_argument("--data", default=None, metavar="DIR", help="data root (default: the one in the checkpoint's config)")
     p.add_argument("--split", default=None, help="split folder prefix under the data root (default: the config's val split)")
-    p.add_argument("--out", default=None, help="output folder (default: next to the checkpoint, evaluation_<split>)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--num-workers", type=int, default=None)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--skip-bad", action="store_true", help="skip bad input files with a counted warning")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser(
-        "predict", help="predict gaze for an HDF5 file or face/leye/reye image folders -> CSV",
-        description="Writes sample,pitch,yaw,x,y,z per sample (radians; (x,y,z) = pitchyaw_to_vector, EVE's convention).",
+    p = add_predict_command(
+        sub,
+        inputs_help="HDF5 files in the training format, or folders with face/, leye/ and reye/ crop images",
+        description="Predict gaze for normalized crops. Writes source,sample,pitch,yaw,x,y,z per sample (radians; "
+        "(x,y,z) = pitchyaw_to_vector, EVE's convention). For camera images or videos use predict-raw.",
+        out_default="predictions.csv",
+        out_help="output CSV",
     )
-    p.add_argument("input", help="an HDF5 file in the training format, or a folder with face/, leye/, reye/ images")
-    p.add_argument("--run-dir", default=None, help="run directory (reads best_model.pth)")
-    p.add_argument("--checkpoint", default=None, help="checkpoint file (default: RUN_DIR/best_model.pth)")
-    p.add_argument("--out", required=True, help="output CSV")
-    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(
         "--trace-csv", default=None,
         help="also write the predictions as a screen gaze trace (sequence,t,x,y), the format sparse-video-loss import-csv reads",
@@ -151,16 +279,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_predict)
 
     p = sub.add_parser(
-        "make-synthetic", help="render synthetic participants with known gaze (HDF5 training format)",
-        description="Rendered face and eye crops whose gaze (pitch/yaw) is known exactly; seeded.",
+        "predict-raw",
+        help="gaze from camera images, folders or videos of a face: CSV per frame, optional annotated PNG/MP4",
+        description="Detect the face and its landmarks, normalize (virtual camera at the face centre, head roll removed), "
+        "run the model, rotate the gaze back into the camera's coordinates, and with --calibration intersect it with the "
+        "screen. Writes OUT/gaze.csv and OUT/gaze_summary.json (conventions in the README).",
     )
-    p.add_argument("out", help="output data root (gets train/ and val/)")
-    p.add_argument("--train-participants", type=int, default=4)
-    p.add_argument("--val-participants", type=int, default=2)
-    p.add_argument("--samples", type=int, default=64, help="samples per participant (default: 64)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--camera", default="basler", help="file name frames_<camera>.h5 (default: basler)")
-    p.set_defaults(func=_make_synthetic)
+    p.add_argument("--run", required=True, metavar="RUN", help=RUN_HELP)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images or videos, video files")
+    p.add_argument("--out", default="gaze_raw", help="output folder (default: gaze_raw)")
+    p.add_argument("--calibration", metavar="FILE", help="camera matrix and screen pose: JSON/YAML, or an EVE <camera>.h5")
+    p.add_argument("--annotate", action="store_true", help="also write the frames with the gaze drawn (PNG per image, MP4 per video)")
+    add_config_args(p)
+    add_device_arg(p)
+    p.add_argument("--batch-size", type=int, help="faces per model batch (default 32)")
+    p.set_defaults(func=_predict_raw)
+
+    add_export_command(
+        sub,
+        description="Export a run's model to ONNX or TorchScript: inputs face (batch, 3, 224, 224), leye and reye "
+        "(batch, 3, 112, 112), float RGB in [0, 1] (normalization is inside); output (batch, 2) pitch/yaw radians; "
+        "the crops' normalization is written as JSON beside it.",
+    ).set_defaults(func=_export)
+    add_weights_command(sub).set_defaults(func=_weights)
 
     p = sub.add_parser(
         "convert-eve", help="convert the EVE release (train/val participants) into the HDF5 training format",
@@ -173,20 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--participants", nargs="+", default=None, metavar="NAME", help="only these folders (e.g. train01 val02)")
     p.add_argument("--every", type=int, default=6, help="keep every N-th frame (basler is 60 Hz; default 6 = 10 Hz)")
     p.add_argument("--compression", default="none", choices=["none", "gzip", "lzf"])
-    p.add_argument("--skip-bad", action="store_true", help="skip bad stimulus folders with a counted warning")
+    add_skip_bad_arg(p)
     p.set_defaults(func=_convert_eve)
 
-    p = sub.add_parser("demo", help="the whole pipeline on tiny synthetic data (CPU, < 2.5 min)")
-    p.add_argument("--out", required=True, help="output folder (summary.json and everything else)")
-    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
-    p.set_defaults(func=_demo)
+    add_demo_command(
+        sub, default_out="demo_outputs/gaze-estimation",
+        description="make-synthetic -> train (configs/demo.yaml, RANDOM INIT) -> evaluate -> predict -> export -> "
+        "predict-raw on rendered camera images; writes OUT/summary.json and prints its wall time.",
+    ).set_defaults(func=_demo)
     return parser
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("evaluate", "predict") and args.run_dir is None and args.checkpoint is None:
-        raise UserError(f"{args.command} needs --run-dir or --checkpoint")
     return int(args.func(args) or 0)
 
 

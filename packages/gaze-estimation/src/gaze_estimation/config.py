@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from perception_shared.training import LoopConfig
 
 from .augment import AugmentConfig
 from .models import ModelConfig
+from .normalization import NormalizationConfig
 
 
 @dataclass
@@ -22,6 +24,10 @@ class DataConfig:
     batch_size: int = 32  # per process
     eval_batch_size: int = 64
     num_workers: int = 4
+    # Training participants held out to select the best checkpoint (a count drawn with selection_seed,
+    # or their ids); the validation participants are only ever used for the reported error.
+    selection_participants: int | list[str] = 1
+    selection_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_batch_size < 1:
@@ -46,15 +52,20 @@ class OptimConfig:
 
 
 def _loop_defaults() -> LoopConfig:
-    return LoopConfig(epochs=20, grad_clip=1.0, monitor="val/angular_error", mode="min")
+    return LoopConfig(epochs=20, grad_clip=1.0, monitor="val/select_angular_error", mode="min")
 
 
 @dataclass
 class TrainConfig:
+    # research: the settings of a study; toy: tiny model/data for demos and tests, said in every log and
+    # report the run touches (its numbers check the pipeline, they answer no research question).
+    purpose: Literal["research", "toy"] = "research"
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    # The data normalization that produced the data's crops; predict-raw repeats it on camera images.
+    normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     mse_weight: float = 0.1  # loss = angular error (rad) + mse_weight * MSE of pitch/yaw (rad^2)
     figure_samples: int = 8  # validation samples drawn with predicted and true gaze each evaluation

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
 
@@ -48,7 +49,7 @@ from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import DataError
 from perception_shared.logging import get_logger, progress
 
-from .data import EYE_SIZE, FACE_SIZE, PARTICIPANT_PREFIX, H5Writer, h5_name
+from .data import EYE_SIZE, FACE_SIZE, PARTICIPANT_PREFIX, H5Writer, h5_name, label_problems, open_h5
 
 LABEL_GROUP = "face_g_tobii"
 STIMULUS_TYPES = ("image", "video", "wikipedia")
@@ -86,10 +87,8 @@ def stimulus_folders(participant: Path) -> list[Path]:
 
 def read_labels(h5_path: Path, policy: BadInputPolicy) -> tuple[np.ndarray, np.ndarray] | None:
     """``face_g_tobii`` ``data`` (N, 2) float32 and ``validity`` (N,) bool, or None when reported bad."""
-    try:
-        f = h5py.File(h5_path, "r")
-    except OSError as e:
-        policy.report(h5_path, f"not a readable HDF5 file ({e})")
+    f = open_h5(h5_path, policy)
+    if f is None:
         return None
     with f:
         for key in ("data", "validity"):
@@ -104,7 +103,12 @@ def read_labels(h5_path: Path, policy: BadInputPolicy) -> tuple[np.ndarray, np.n
     if len(validity) != len(data):
         policy.report(h5_path, f"'{LABEL_GROUP}/validity' has {len(validity)} rows, '{LABEL_GROUP}/data' has {len(data)}")
         return None
-    return data, validity & np.isfinite(data).all(axis=1)
+    usable = validity & np.isfinite(data).all(axis=1)  # EVE marks the frames it has no gaze for as invalid
+    bad = label_problems(np.where(usable[:, None], data, 0.0))
+    if bad is not None:
+        policy.report(h5_path, f"'{LABEL_GROUP}/data': {bad[1]}")
+        return None
+    return data, usable
 
 
 def _video_size(path: Path, policy: BadInputPolicy) -> tuple[int, int] | None:
@@ -121,6 +125,54 @@ def _frames(container: av.container.InputContainer) -> Iterator[av.VideoFrame]:
     yield from container.decode(video=0)
 
 
+@dataclass(frozen=True)
+class StepFiles:
+    """One stimulus folder's files, labels and video sizes, checked (``probe_step``)."""
+
+    h5: Path
+    face: Path
+    eyes: Path
+    gaze: np.ndarray  # (N, 2) float32
+    valid: np.ndarray  # (N,) bool
+
+
+def probe_step(step: Path, camera: str, policy: BadInputPolicy) -> StepFiles | None:
+    """The checks ``convert-eve`` and ``validate-data`` share for a stimulus folder, without decoding frames.
+
+    The three files exist, the labels read (``read_labels``), the face video is square and the eye video
+    two squares wide. A problem goes to ``policy``; returns None then.
+    """
+    h5_path, face_path, eyes_path = step / f"{camera}.h5", step / f"{camera}_face.mp4", step / f"{camera}_eyes.mp4"
+    for p in (h5_path, face_path, eyes_path):
+        if not p.is_file():
+            policy.report(p, "missing file")
+            return None
+    labels = read_labels(h5_path, policy)
+    if labels is None:
+        return None
+    face_size, eyes_size = _video_size(face_path, policy), _video_size(eyes_path, policy)
+    if face_size is None or eyes_size is None:
+        return None
+    (fw, fh), (ew, eh) = face_size, eyes_size
+    if fw != fh:
+        policy.report(face_path, f"face video is {fw}x{fh}; expected square face patches")
+        return None
+    if ew != 2 * eh:
+        policy.report(eyes_path, f"eye video is {ew}x{eh}; expected two square eye patches side by side (width = 2 x height)")
+        return None
+    return StepFiles(h5_path, face_path, eyes_path, *labels)
+
+
+def frame_count_problems(files: StepFiles, counts: dict[str, int]) -> list[tuple[Path, str]]:
+    """``(video, problem)`` for each video whose decoded frame count differs from the label count."""
+    n = len(files.gaze)
+    return [
+        (video, f"has {counts[name]} frames but {files.h5.name} '{LABEL_GROUP}' has {n} rows")
+        for name, video in (("face", files.face), ("eyes", files.eyes))
+        if counts[name] != n
+    ]
+
+
 def convert_step(step: Path, camera: str, every: int, policy: BadInputPolicy, writer: H5Writer, step_index: int, chunk: int = 64) -> int:
     """Append the kept frames of one stimulus folder to ``writer``; returns how many (0 if reported bad).
 
@@ -128,26 +180,11 @@ def convert_step(step: Path, camera: str, every: int, policy: BadInputPolicy, wr
     (container metadata is not reliable) and a frame count that differs from the label count undoes
     this folder's rows and is reported.
     """
-    h5_path, face_path, eyes_path = step / f"{camera}.h5", step / f"{camera}_face.mp4", step / f"{camera}_eyes.mp4"
-    for p in (h5_path, face_path, eyes_path):
-        if not p.is_file():
-            policy.report(p, "missing file")
-            return 0
-    labels = read_labels(h5_path, policy)
-    if labels is None:
+    files = probe_step(step, camera, policy)
+    if files is None:
         return 0
-    gaze, valid = labels
+    face_path, eyes_path, gaze, valid = files.face, files.eyes, files.gaze, files.valid
     n = len(gaze)
-    face_size, eyes_size = _video_size(face_path, policy), _video_size(eyes_path, policy)
-    if face_size is None or eyes_size is None:
-        return 0
-    (fw, fh), (ew, eh) = face_size, eyes_size
-    if fw != fh:
-        policy.report(face_path, f"face video is {fw}x{fh}; expected square face patches")
-        return 0
-    if ew != 2 * eh:
-        policy.report(eyes_path, f"eye video is {ew}x{eh}; expected two square eye patches side by side (width = 2 x height)")
-        return 0
     keep = np.zeros(n, dtype=bool)
     keep[::every] = True
     keep &= valid
@@ -185,11 +222,11 @@ def convert_step(step: Path, camera: str, every: int, policy: BadInputPolicy, wr
         writer.truncate(start)
         policy.report(step, f"cannot decode {face_path.name} or {eyes_path.name} ({e})")
         return 0
-    for name, video in (("face", face_path), ("eyes", eyes_path)):
-        if counts[name] != n:
-            writer.truncate(start)
-            policy.report(video, f"has {counts[name]} frames but {h5_path.name} '{LABEL_GROUP}' has {n} rows")
-            return 0
+    problems = frame_count_problems(files, counts)
+    if problems:
+        writer.truncate(start)
+        policy.report(*problems[0])
+        return 0
     flush()
     return writer.n - start
 

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from perception_shared.badinput import BadInputPolicy
-from perception_shared.errors import DataError
+from perception_shared.errors import ConfigError, DataError
 
 from .augment import AugmentConfig, augment_sample
 
@@ -66,12 +66,80 @@ def find_h5_files(root: str | Path, split: str, camera: str = "basler") -> list[
 
 
 @dataclass(frozen=True)
+class SelectionSplit:
+    """Training files split by participant: those trained on, and those held out for model selection."""
+
+    train: list[Path]
+    selection: list[Path]
+
+
+def split_selection(files: Sequence[str | Path], selection: int | Sequence[str], seed: int = 0) -> SelectionSplit:
+    """Hold out training participants for model selection (issue 13: selection and report never share samples).
+
+    ``selection`` is a number of participants, drawn with ``seed`` from the sorted participant ids, or
+    the ids themselves. At least one participant stays on each side.
+    """
+    by_id = {participant_id(p): Path(p) for p in files}
+    ids = sorted(by_id)
+    if isinstance(selection, int):
+        if not 1 <= selection < len(ids):
+            raise ConfigError(
+                f"data.selection_participants is {selection}, but the training split has {len(ids)} participant(s): "
+                f"hold out at least 1 and leave at least 1 to train on"
+            )
+        rng = np.random.default_rng(seed)
+        chosen = sorted(ids[i] for i in rng.choice(len(ids), size=selection, replace=False))
+    else:
+        chosen = sorted(set(selection))
+        unknown = [c for c in chosen if c not in by_id]
+        if unknown:
+            raise ConfigError(f"data.selection_participants names {', '.join(unknown)}, not in the training split ({', '.join(ids)})")
+        if not chosen or len(chosen) == len(ids):
+            raise ConfigError("data.selection_participants must hold out at least one training participant and leave at least one")
+    return SelectionSplit([by_id[i] for i in ids if i not in chosen], [by_id[i] for i in chosen])
+
+
+@dataclass(frozen=True)
 class FileIndex:
     """What indexing one file found: usable rows and their labels (``None`` labels: images only)."""
 
     path: Path
     rows: np.ndarray  # (M,) int64 row numbers of the usable samples
     gaze: np.ndarray | None  # (M, 2) float32 radians
+
+
+def open_h5(path: str | Path, policy: BadInputPolicy) -> h5py.File | None:
+    """``path`` opened read-only, or None after reporting an unreadable file to ``policy``."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        policy.report(path, f"not a readable HDF5 file ({e})")
+        return None
+
+
+def label_problems(gaze: np.ndarray) -> tuple[np.ndarray, str] | None:
+    """Rows of ``(N, 2)`` pitch/yaw labels that are not finite or outside the convention's range.
+
+    Pitch must lie in [-pi/2, pi/2] and yaw in [-pi, pi] (radians); larger values are usually degrees.
+    Returns ``(bad rows mask, message)``, or None when every row is fine. A missing value (NaN) that
+    EVE marks invalid is the caller's to drop before this check.
+    """
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(gaze).all(axis=1)
+        outside = finite & ((np.abs(gaze[:, 0]) > np.pi / 2 + 1e-6) | (np.abs(gaze[:, 1]) > np.pi + 1e-6))
+    bad = ~finite | outside
+    if not bad.any():
+        return None
+    parts = []
+    if (~finite).any():
+        parts.append(f"{int((~finite).sum())} non-finite row(s), first at row {int(np.flatnonzero(~finite)[0])}")
+    if outside.any():
+        first = int(np.flatnonzero(outside)[0])
+        parts.append(
+            f"{int(outside.sum())} row(s) outside pitch [-pi/2, pi/2] / yaw [-pi, pi] radians, first at row {first} "
+            f"({gaze[first, 0]:.4g}, {gaze[first, 1]:.4g}; degrees instead of radians?)"
+        )
+    return bad, "; ".join(parts)
 
 
 def inspect_file(path: str | Path, policy: BadInputPolicy, *, require_labels: bool = True) -> FileIndex | None:
@@ -82,10 +150,8 @@ def inspect_file(path: str | Path, policy: BadInputPolicy, *, require_labels: bo
     ``--skip-bad``; a broken file is dropped whole.
     """
     path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        policy.report(path, f"not a readable HDF5 file ({e})")
+    f = open_h5(path, policy)
+    if f is None:
         return None
     with f:
         lengths: dict[str, int] = {}
@@ -114,11 +180,11 @@ def inspect_file(path: str | Path, policy: BadInputPolicy, *, require_labels: bo
         return None
     rows = np.arange(lengths["face"], dtype=np.int64)
     if gaze is not None:
-        finite = np.isfinite(gaze).all(axis=1)
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
-            policy.report(path, f"dataset '{LABEL_KEY}' has {len(bad)} non-finite row(s), first at row {bad[0]}; those rows are dropped")
-            rows, gaze = rows[finite], gaze[finite]
+        found = label_problems(gaze)
+        if found is not None:
+            bad, problem = found
+            policy.report(path, f"dataset '{LABEL_KEY}': {problem}; those rows are dropped")
+            rows, gaze = rows[~bad], gaze[~bad]
     if len(rows) == 0:
         policy.report(path, "no samples")
         return None

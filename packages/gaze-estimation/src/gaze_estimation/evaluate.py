@@ -1,19 +1,27 @@
-"""Evaluation of a checkpoint: metrics JSON, per-participant and per-sample CSV, figures.
+"""Evaluation of a checkpoint on the validation participants: metrics JSON, CSVs, figures.
+
+The protocol (issue 13): ``train`` selects ``best_model.pth`` on held-out *training* participants; the
+error reported here is measured on the validation participants, which played no part in training or
+selection. ``metrics.json`` says which participants did what and whether they are disjoint.
 
 Outputs (written by rank 0 into ``out_dir``):
 
 * ``metrics.json``: ``n_samples``, mean / median / std angular error (deg), the mean of the
   per-participant means, the mean-predictor baseline (the training set's mean gaze, from the
-  checkpoint), per-participant mean and median, and where the numbers came from;
+  checkpoint), per-participant mean and median, ``protocol`` (selection and report participants),
+  ``weights`` (each backbone's identifier, source and sha256, or RANDOM INIT) and where the numbers
+  came from;
 * ``per_participant.csv``: ``participant,n_samples,mean_deg,median_deg``;
 * ``predictions.csv``: ``index,participant,file,row,pitch,yaw,true_pitch,true_yaw,error_deg`` (radians);
 * ``per_participant.png`` and ``gaze_examples.png``.
+
+Before evaluating, the evaluated files are compared with the run's ``manifest.json`` (the validation
+files recorded when it trained); different data is refused unless ``allow_data_mismatch``.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,31 +35,33 @@ from perception_shared.distributed import DistContext, gather_by_index
 from perception_shared.errors import CheckpointError
 from perception_shared.jsonio import write_json
 from perception_shared.logging import get_logger
+from perception_shared.manifest import check_same_data, describe_data, load_manifest
 from perception_shared.plotting import plt
 from perception_shared.precision import Precision
 from perception_shared.samplers import make_eval_loader
 
 from .config import TrainConfig
-from .data import load_split
+from .data import GazeH5Dataset, find_h5_files, participant_id
 from .figures import participant_figure
 from .metrics import per_sample_errors
 from .models import GazeTR, build_model
-from .train import draw_predictions, evaluate_predictions, figure_indices, predict_loader
+from .train import draw_predictions, evaluate_predictions, figure_indices, predict_loader, purpose_line
 
 _log = get_logger("gaze_estimation.evaluate")
+REPORT_PREFIX = "report:"  # manifest data entries of the validation (report) participants
 
 
 def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[GazeTR, TrainConfig, dict[str, Any]]:
     """Rebuild the model from the config saved in ``checkpoint`` and load its weights (eval mode).
 
-    Returns ``(model, config, checkpoint state)``; weights files named in the saved config are not read
-    again (the checkpoint holds the trained weights).
+    Returns ``(model, config, checkpoint state)``; no backbone weights are looked up (the checkpoint
+    holds the trained weights).
     """
     state = load_checkpoint(checkpoint)
     if "config" not in state or "model" not in state:
         raise CheckpointError(f"checkpoint {checkpoint} has no 'config' or no 'model': not a gaze-estimation checkpoint")
     cfg = config_from_dict(TrainConfig, state["config"], source=f"the config in {checkpoint}")
-    model = build_model(replace(cfg.model, pretrained=None, pretrained_face=None, pretrained_eye=None))
+    model, _ = build_model(cfg.model, load_weights=False)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
@@ -59,13 +69,63 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tu
     return model.to(device).eval(), cfg, state
 
 
-def resolve_checkpoint(run_dir: str | Path | None, checkpoint: str | Path | None) -> Path:
-    """``checkpoint`` if given, else ``run_dir/best_model.pth``."""
-    if checkpoint is not None:
-        return Path(checkpoint)
-    if run_dir is None:
-        raise CheckpointError("evaluate needs a run directory or --checkpoint")
-    return Path(run_dir) / "best_model.pth"
+def weights_summary(state: dict[str, Any]) -> dict[str, Any] | str:
+    """Which backbone weights the checkpoint's run started from (recorded by ``train``)."""
+    return state.get("extra", {}).get("weights", "not recorded (checkpoint written before weights were recorded)")
+
+
+def describe_weights_used(state: dict[str, Any]) -> str:
+    """One line for logs and reports: each role's identifier and source, or RANDOM INIT."""
+    weights = weights_summary(state)
+    if not isinstance(weights, dict):
+        return str(weights)
+    parts = []
+    for role, w in weights.items():
+        if not w.get("pretrained"):
+            parts.append(f"{role}: {w.get('identifier')} RANDOM INIT")
+        else:
+            digest = f", sha256 {str(w.get('sha256'))[:12]}" if w.get("sha256") else ""
+            parts.append(f"{role}: {w.get('identifier')} ({w.get('kind')}{digest})")
+    return "; ".join(parts)
+
+
+def protocol(state: dict[str, Any], evaluated: list[str], split: str) -> dict[str, Any]:
+    """Who selected the model and who the error is reported on, and whether they overlap."""
+    extra = state.get("extra", {})
+    selection = list(extra.get("selection_participants") or [])
+    trained = list(extra.get("train_participants") or [])
+    overlap = sorted(set(evaluated) & (set(selection) | set(trained)))
+    if not selection:
+        statement = "this checkpoint records no model-selection participants (it predates the held-out selection protocol)"
+    elif overlap:
+        statement = (
+            f"NOT an independent estimate: the evaluated participants {', '.join(overlap)} were used in training or "
+            "model selection"
+        )
+    else:
+        statement = (
+            f"best_model.pth was selected on held-out training participants ({', '.join(selection)}); this error is "
+            f"reported on the {split} participants ({', '.join(evaluated)}), who played no part in training or selection"
+        )
+    return {
+        "selection_participants": selection,
+        "train_participants": trained,
+        "report_participants": list(evaluated),
+        "report_split": split,
+        "disjoint": bool(selection) and not overlap,
+        "overlap": overlap,
+        "statement": statement,
+    }
+
+
+def check_evaluated_data(run_dir: Path, files: list[Path], *, allow: bool) -> list[str]:
+    """Refuse evaluated files that differ from the report data the run's manifest recorded (unless ``allow``)."""
+    manifest = load_manifest(run_dir, missing_ok=True)
+    recorded = None
+    if manifest is not None:
+        recorded = {**manifest, "data": {k: v for k, v in (manifest.get("data") or {}).items() if k.startswith(REPORT_PREFIX)}}
+    current = {"data": {f"{REPORT_PREFIX}{participant_id(p)}": describe_data(p) for p in files}}
+    return check_same_data({f"run {run_dir}": recorded, "the evaluated data": current}, allow=allow)
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
@@ -87,6 +147,7 @@ def evaluate(
     num_workers: int | None = None,
     skip_bad: bool = False,
     figure_samples: int = 8,
+    allow_data_mismatch: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``split`` (default: the config's validation split) of ``data_root``.
 
@@ -95,15 +156,20 @@ def evaluate(
     model, cfg, state = load_model(checkpoint, ctx.device)
     root = Path(data_root) if data_root is not None else cfg.data.root
     split = split or cfg.data.val_split
+    files = find_h5_files(root, split, cfg.data.camera)
+    mismatch = check_evaluated_data(Path(checkpoint).parent, files, allow=allow_data_mismatch)
+    for problem in mismatch:
+        _log.warning("data mismatch allowed by --allow-data-mismatch: %s", problem)
     policy = BadInputPolicy(skip=skip_bad)
-    dataset = load_split(root, split, camera=cfg.data.camera, policy=policy)
+    dataset = GazeH5Dataset(files, policy=policy)
     loader = make_eval_loader(
         dataset,
         batch_size or cfg.data.eval_batch_size,
         num_workers=cfg.data.num_workers if num_workers is None else num_workers,
         pin_memory=ctx.device.type == "cuda",
     )
-    _log.info("evaluating %s on %d samples of %s/%s* (%s)", checkpoint, len(dataset), root, split, policy.summary())
+    weights_line = describe_weights_used(state)
+    _log.info("evaluating %s on %d samples of %s/%s* (%s); weights: %s", checkpoint, len(dataset), root, split, policy.summary(), weights_line)
     with Precision(cfg.loop.precision, ctx.device).autocast():
         idx, pred = predict_loader(model, loader, ctx.device)
     idx_all, pred_all = gather_by_index(idx, pred)
@@ -117,6 +183,13 @@ def evaluate(
             "data_root": str(root),
             "split": split,
             "model": cfg.model.name,
+            "weights": weights_summary(state),
+            "weights_used": weights_line,
+            "random_init": not cfg.model.pretrained,
+            "purpose": cfg.purpose,
+            "purpose_note": purpose_line(cfg.purpose),
+            "protocol": protocol(state, list(dataset.participants), split),
+            "data_mismatch_allowed": mismatch,
             "skipped_bad_inputs": policy.count,
         }
     )
@@ -136,7 +209,8 @@ def evaluate(
             for j, i in enumerate(idx_all)
         ]
         write_csv(out / "predictions.csv", ["index", "participant", "file", "row", "pitch", "yaw", "true_pitch", "true_yaw", "error_deg"], rows)
-        fig = participant_figure(per, metrics.get("mean_predictor_error_deg"))
+        subtitle = weights_line + ("; TOY config" if cfg.purpose == "toy" else "")
+        fig = participant_figure(per, metrics.get("mean_predictor_error_deg"), subtitle=subtitle)
         fig.savefig(out / "per_participant.png", dpi=100)
         plt.close(fig)
         if figure_samples > 0:
@@ -145,8 +219,9 @@ def evaluate(
             fig.savefig(out / "gaze_examples.png", dpi=100)
             plt.close(fig)
         _log.info(
-            "%d samples: mean %.3f deg, median %.3f deg (mean predictor %.3f deg); wrote %s",
+            "%d samples: mean %.3f deg, median %.3f deg (mean predictor %.3f deg); %s; %s; wrote %s",
             metrics["n_samples"], metrics["mean_angular_error_deg"], metrics["median_angular_error_deg"],
-            metrics.get("mean_predictor_error_deg", float("nan")), out / "metrics.json",
+            metrics.get("mean_predictor_error_deg", float("nan")), metrics["protocol"]["statement"], metrics["purpose_note"],
+            out / "metrics.json",
         )
     return metrics

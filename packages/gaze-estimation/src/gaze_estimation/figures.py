@@ -56,8 +56,13 @@ def gaze_figure(
     return fig
 
 
-def participant_figure(per_participant: dict[str, dict[str, float]], baseline_deg: float | None = None) -> Figure:
-    """Bar chart of the mean angular error per participant (degrees), with the median as a dot."""
+def participant_figure(
+    per_participant: dict[str, dict[str, float]], baseline_deg: float | None = None, subtitle: str | None = None
+) -> Figure:
+    """Bar chart of the mean angular error per participant (degrees), with the median as a dot.
+
+    ``subtitle`` (e.g. the weights the model started from) is printed under the chart's title.
+    """
     ids = list(per_participant)
     means = [per_participant[p]["mean_deg"] for p in ids]
     medians = [per_participant[p]["median_deg"] for p in ids]
@@ -72,5 +77,7 @@ def participant_figure(per_participant: dict[str, dict[str, float]], baseline_de
     ax.set_ylabel("angular error (deg)")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    if subtitle:
+        ax.set_title(subtitle, fontsize=7, wrap=True)
     fig.tight_layout()
     return fig

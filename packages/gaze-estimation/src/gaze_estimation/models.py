@@ -7,13 +7,14 @@ both eyes (112 px) each go through a backbone, are projected to ``d_model``, get
 embedding, and a class token attends over the three of them (pre-norm encoder, final LayerNorm); an MLP
 on the class token gives pitch and yaw in radians.
 
-Models take float RGB in [0, 1] and normalize with the ImageNet statistics inside, so that ImageNet
-weights for a branch can be used unchanged.
+Models take float RGB in [0, 1] and normalize inside, each branch with the mean and std of its
+backbone's weights (``perception_shared.pretrained.preprocessing_for``: ImageNet statistics for the
+ResNets, 0.5/0.5 for timm's augreg ViTs), so exported models and ``predict`` need nothing but the crops.
 
 =================  ===============================  ====================  ===========
 name               face branch                      eye branch            parameters
 =================  ===============================  ====================  ===========
-``gazetr_lite``    ResNet-18 (torchvision)          two ResNet-18         35,574,722
+``gazetr_lite``    ResNet-18, 224 px                two ResNet-18, 112    35,574,722
 ``gazetr_hybrid``  ViT-B/16 (timm), 224 px          one ViT-S/16, 112 px  109,354,498
 ``gazetr_tiny``    small CNN (tests, CPU demo)      two small CNNs        depends on width
 =================  ===============================  ====================  ===========
@@ -22,10 +23,18 @@ name               face branch                      eye branch            parame
 ``gazetr_hybrid`` shares one ViT-S between the two eyes (told apart by their token embeddings): ViT-B
 alone has 85.8M parameters and each ViT-S 21.6M, so a shared eye branch lands at 109M, the nearest to
 the ~100M budget; separate eye branches would give 131M.
+
+Pretrained weights (issue 12): one request per backbone role, ``face`` and ``eye``, each by the weights'
+own identifier (``model.face_weights`` / ``model.eye_weights``: a timm name with its tag, or
+``torchvision:<Enum>.<member>``), resolved by ``perception_shared.pretrained`` (a local file from
+``model.face_weights_file`` / ``model.eye_weights_file``, the Hugging Face and torch hub caches, a
+download when online). A missing weight is a ``WeightsError`` before anything trains. ``pretrained:
+false`` builds every branch at random initialization, and says so.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -33,17 +42,32 @@ from typing import Literal
 import torch
 from torch import nn
 
-from perception_shared.errors import ConfigError, WeightsError
+from perception_shared.errors import ConfigError
+from perception_shared.pretrained import (
+    WeightsRequest,
+    WeightsSource,
+    create_timm_model,
+    create_torchvision_model,
+    preprocessing_for,
+    random_init,
+)
 from perception_shared.weights import load_pretrained
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MODEL_NAMES = ("gazetr_lite", "gazetr_hybrid", "gazetr_tiny")
+ROLES = ("face", "eye")
+# The weights each architecture asks for when the config names none: ImageNet ResNet-18 as GazeTR uses
+# (torchvision's own file), and timm's ImageNet-21k-pretrained, ImageNet-1k-fine-tuned augreg ViTs.
+DEFAULT_WEIGHTS: dict[str, dict[str, str]] = {
+    "gazetr_lite": {"face": "torchvision:ResNet18_Weights.IMAGENET1K_V1", "eye": "torchvision:ResNet18_Weights.IMAGENET1K_V1"},
+    "gazetr_hybrid": {"face": "vit_base_patch16_224.augreg2_in21k_ft_in1k", "eye": "vit_small_patch16_224.augreg_in21k_ft_in1k"},
+}
 
 
 @dataclass
 class ModelConfig:
-    """Which model, its fusion transformer, and optional local weights."""
+    """Which model, its fusion transformer, and the weights its backbones start from."""
 
     name: Literal["gazetr_lite", "gazetr_hybrid", "gazetr_tiny"] = "gazetr_lite"
     d_model: int = 256
@@ -52,9 +76,13 @@ class ModelConfig:
     dim_feedforward: int = 256
     dropout: float = 0.1
     tiny_width: int = 16  # channels of the first stage of the gazetr_tiny CNNs
-    pretrained: Path | None = None  # a whole-model state dict (strict)
-    pretrained_face: Path | None = None  # weights of the face backbone alone (e.g. ImageNet ResNet-18)
-    pretrained_eye: Path | None = None  # weights of the eye backbone(s) alone
+    # Pretrained backbones (false: RANDOM INIT, written in the log, the manifest and every report).
+    pretrained: bool = True
+    face_weights: str | None = None  # weights identifier of the face backbone (null: DEFAULT_WEIGHTS)
+    eye_weights: str | None = None  # weights identifier of the eye backbone(s)
+    face_weights_file: Path | None = None  # a local file (or folder) with the face backbone's weights
+    eye_weights_file: Path | None = None  # a local file (or folder) with the eye backbone's weights
+    init_checkpoint: Path | None = None  # a whole-model state dict to start from (strict), after the backbones
 
     def __post_init__(self) -> None:
         if self.d_model % self.num_heads:
@@ -62,34 +90,50 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
+    def weights_identifier(self, role: str) -> str | None:
+        """The identifier of the ``face`` or ``eye`` backbone's weights (None for the tiny CNNs)."""
+        given = self.face_weights if role == "face" else self.eye_weights
+        return given or DEFAULT_WEIGHTS.get(self.name, {}).get(role)
+
+    def weights_requests(self) -> list[WeightsRequest]:
+        """One request per backbone role (what ``weights list|fetch|check`` and training resolve)."""
+        out = []
+        for role in ROLES:
+            identifier = self.weights_identifier(role)
+            if identifier is not None:
+                file = self.face_weights_file if role == "face" else self.eye_weights_file
+                out.append(WeightsRequest(identifier, self.pretrained, None if file is None else str(file), role=role))
+        return out
+
 
 class Normalize(nn.Module):
-    """ImageNet normalization of ``(B, 3, H, W)`` RGB in [0, 1]."""
+    """Per-channel normalization of ``(B, 3, H, W)`` RGB in [0, 1] by a backbone's ``mean`` and ``std``."""
 
-    def __init__(self) -> None:
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
 
-def resnet18_backbone() -> nn.Module:
-    """torchvision ResNet-18 without its classifier: ``(B, 3, H, W)`` -> ``(B, 512)``."""
-    import torchvision  # imported here: the tiny model and the data tools do not need it
+def backbone(identifier: str, *, pretrained: bool, file: Path | None, img_size: int | None = None) -> tuple[nn.Module, WeightsSource]:
+    """A backbone without its classifier, ``(B, 3, H, W)`` -> ``(B, num_features)``, and its weights' source.
 
-    net = torchvision.models.resnet18(weights=None)
-    net.fc = nn.Identity()
-    net.num_features = 512  # type: ignore[assignment]
-    return net
-
-
-def vit_backbone(name: str, img_size: int) -> nn.Module:
-    """A timm ViT (random init) at ``img_size`` returning its class-token feature ``(B, D)``."""
-    import timm  # imported here: slow to import, and only the hybrid model needs it
-
-    return timm.create_model(name, pretrained=False, num_classes=0, img_size=img_size)
+    ``torchvision:`` identifiers build torchvision's model (ResNets here) and drop its ``fc``; timm names
+    build timm's without a head, at ``img_size`` for ViTs (timm resamples a pretrained position
+    embedding to it).
+    """
+    where = {"package": "gaze-estimation", "config_key": "model.face_weights_file / model.eye_weights_file"}
+    if identifier.startswith("torchvision:"):
+        net, source = create_torchvision_model(identifier, pretrained=pretrained, file=file, **where)
+        features = net.fc.in_features
+        net.fc = nn.Identity()
+        net.num_features = features  # type: ignore[assignment]
+        return net, source
+    kwargs = {} if img_size is None else {"img_size": img_size}
+    return create_timm_model(identifier, pretrained=pretrained, file=file, num_classes=0, **where, **kwargs)
 
 
 class TinyCNN(nn.Module):
@@ -157,9 +201,12 @@ class GazeTR(nn.Module):
         dim_feedforward: int = 256,
         dropout: float = 0.1,
         right_eye: nn.Module | None = None,
+        face_norm: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD),
+        eye_norm: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD),
     ) -> None:
         super().__init__()
-        self.normalize = Normalize()
+        self.face_norm = Normalize(*face_norm)
+        self.eye_norm = Normalize(*eye_norm)
         self.face = face
         self.leye = eye
         self.shared_eyes = shared_eyes
@@ -177,8 +224,8 @@ class GazeTR(nn.Module):
         self.head = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, 2))
 
     def forward(self, face: torch.Tensor, leye: torch.Tensor, reye: torch.Tensor) -> torch.Tensor:
-        n = self.normalize
-        f = self.proj_face(self.face(n(face)))
+        n = self.eye_norm
+        f = self.proj_face(self.face(self.face_norm(face)))
         if self.shared_eyes:
             both = self.proj_leye(self.leye(n(torch.cat([leye, reye], dim=0))))
             le, re = both.chunk(2, dim=0)
@@ -186,9 +233,6 @@ class GazeTR(nn.Module):
             le = self.proj_leye(self.leye(n(leye)))
             re = self.proj_reye(self.reye(n(reye)))  # type: ignore[misc]
         return self.head(self.fusion(torch.stack([f, le, re], dim=1)))
-
-    def eye_backbones(self) -> list[nn.Module]:
-        return [self.leye] if self.reye is None else [self.leye, self.reye]
 
 
 def _fusion_kwargs(cfg: ModelConfig) -> dict[str, float | int]:
@@ -201,56 +245,66 @@ def _fusion_kwargs(cfg: ModelConfig) -> dict[str, float | int]:
     }
 
 
+def weights_manifest_path() -> Path:
+    """The package's manifest of published weights hashes (``weights check``, training's warning)."""
+    return Path(__file__).with_name("weights_manifest.json")
+
+
+def _norm(identifier: str) -> tuple[list[float], list[float]]:
+    pre = preprocessing_for(identifier)
+    return pre["mean"], pre["std"]
+
+
+def _build(cfg: ModelConfig, load_weights: bool) -> tuple[GazeTR, dict[str, WeightsSource]]:
+    """The model of ``cfg`` and the source of each role's weights (random init unless ``load_weights``)."""
+    if cfg.name not in MODEL_NAMES:
+        raise ConfigError(f"unknown model {cfg.name!r}; known models: {', '.join(MODEL_NAMES)}")
+    fusion = _fusion_kwargs(cfg)
+    if cfg.name == "gazetr_tiny":
+        if cfg.pretrained and load_weights:
+            raise ConfigError("model.name gazetr_tiny has no pretrained weights: set model.pretrained: false")
+        w = cfg.tiny_width
+        source = random_init(f"gazetr_tiny small CNN (width {w})")
+        return GazeTR(TinyCNN(w), TinyCNN(w), shared_eyes=False, right_eye=TinyCNN(w), **fusion), {"face": source, "eye": source}
+    face_id, eye_id = cfg.weights_identifier("face"), cfg.weights_identifier("eye")
+    assert face_id is not None and eye_id is not None  # DEFAULT_WEIGHTS covers both roles of both models
+    pretrained = cfg.pretrained and load_weights
+    hybrid = cfg.name == "gazetr_hybrid"
+    face, face_src = backbone(face_id, pretrained=pretrained, file=cfg.face_weights_file if pretrained else None, img_size=224 if hybrid else None)
+    eye_kwargs = {"pretrained": pretrained, "file": cfg.eye_weights_file if pretrained else None, "img_size": 112 if hybrid else None}
+    eye, eye_src = backbone(eye_id, **eye_kwargs)
+    right = None if hybrid else backbone(eye_id, **eye_kwargs)[0]
+    model = GazeTR(face, eye, shared_eyes=hybrid, right_eye=right, face_norm=_norm(face_id), eye_norm=_norm(eye_id), **fusion)
+    return model, {"face": face_src, "eye": eye_src}
+
+
 def GazeTRLite(cfg: ModelConfig | None = None) -> GazeTR:  # noqa: N802 (a model constructor, named as the model)
-    """Three ResNet-18 branches (face at 224, each eye at 112), separate weights; 35.6M parameters."""
-    cfg = cfg or ModelConfig(name="gazetr_lite")
-    return GazeTR(resnet18_backbone(), resnet18_backbone(), shared_eyes=False, right_eye=resnet18_backbone(), **_fusion_kwargs(cfg))
+    """Three ResNet-18 branches (face at 224, each eye at 112), separate weights; 35.6M parameters; random init."""
+    return _build(cfg or ModelConfig(name="gazetr_lite"), load_weights=False)[0]
 
 
 def GazeTRHybrid(cfg: ModelConfig | None = None) -> GazeTR:  # noqa: N802
-    """timm ViT-B/16 face branch (224) and one shared ViT-S/16 eye branch (112); 109.4M parameters."""
-    cfg = cfg or ModelConfig(name="gazetr_hybrid")
-    face = vit_backbone("vit_base_patch16_224", 224)
-    eye = vit_backbone("vit_small_patch16_224", 112)
-    return GazeTR(face, eye, shared_eyes=True, **_fusion_kwargs(cfg))
+    """timm ViT-B/16 face branch (224) and one shared ViT-S/16 eye branch (112); 109.4M parameters; random init."""
+    return _build(cfg or ModelConfig(name="gazetr_hybrid"), load_weights=False)[0]
 
 
 def GazeTRTiny(cfg: ModelConfig | None = None) -> GazeTR:  # noqa: N802
     """Small CNN branches with the same fusion, for CPU demos and tests."""
-    cfg = cfg or ModelConfig(name="gazetr_tiny", d_model=64, num_heads=4, dim_feedforward=128, num_layers=2)
-    w = cfg.tiny_width
-    return GazeTR(TinyCNN(w), TinyCNN(w), shared_eyes=False, right_eye=TinyCNN(w), **_fusion_kwargs(cfg))
+    cfg = cfg or ModelConfig(name="gazetr_tiny", d_model=64, num_heads=4, dim_feedforward=128, num_layers=2, pretrained=False)
+    return _build(cfg, load_weights=False)[0]
 
 
-_BUILDERS = {"gazetr_lite": GazeTRLite, "gazetr_hybrid": GazeTRHybrid, "gazetr_tiny": GazeTRTiny}
+def build_model(cfg: ModelConfig, *, load_weights: bool = True) -> tuple[GazeTR, dict[str, WeightsSource]]:
+    """The model named by ``cfg.name`` and where each backbone role's weights came from.
 
-
-def _load_backbone(module: nn.Module, path: Path, what: str) -> None:
-    """Load a backbone's weights; a classifier in the file (``fc.*``, ``head.*``) is ignored, nothing else."""
-    result = load_pretrained(module, path, strict=False)
-    unexpected = [k for k in result["unexpected"] if not k.startswith(("fc.", "head."))]
-    problems = []
-    if result["missing"]:
-        problems.append(f"missing keys: {', '.join(result['missing'][:8])}")
-    if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected[:8])}")
-    if problems:
-        raise WeightsError(f"weights file {path} does not fit the {what} backbone ({type(module).__name__}): " + "; ".join(problems))
-
-
-def build_model(cfg: ModelConfig) -> GazeTR:
-    """The model named by ``cfg.name``, with local weights loaded if the config names any."""
-    if cfg.name not in _BUILDERS:
-        raise ConfigError(f"unknown model {cfg.name!r}; known models: {', '.join(MODEL_NAMES)}")
-    model = _BUILDERS[cfg.name](cfg)
-    if cfg.pretrained_face is not None:
-        _load_backbone(model.face, cfg.pretrained_face, "face")
-    if cfg.pretrained_eye is not None:
-        for eye in model.eye_backbones():
-            _load_backbone(eye, cfg.pretrained_eye, "eye")
-    if cfg.pretrained is not None:
-        load_pretrained(model, cfg.pretrained)
-    return model
+    With ``load_weights`` (training) the backbones get the weights the config asks for, then
+    ``init_checkpoint`` if given; without (rebuilding a trained model whose checkpoint holds its
+    weights) nothing is read, and the preprocessing still follows the configured weights.
+    """
+    model, sources = _build(cfg, load_weights)
+    if load_weights and cfg.init_checkpoint is not None:
+        load_pretrained(model, cfg.init_checkpoint)
+    return model, sources
 
 
 def count_parameters(model: nn.Module) -> int:

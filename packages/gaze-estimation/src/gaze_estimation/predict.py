@@ -5,15 +5,17 @@ BMP, ...), matched by file name stem (``face/0001.png`` goes with ``leye/0001.pn
 ``reye/0001.png``). ``leye`` is the subject's left eye (on the image's right). Crops of other sizes are
 resized (antialiased) to 224 / 112 px; gray images are repeated to RGB.
 
-Output CSV, one row per sample: ``sample,pitch,yaw,x,y,z`` with pitch/yaw in radians and ``(x, y, z)``
-the unit vector ``pitchyaw_to_vector`` (EVE's convention: it points from the target to the eye; the gaze
-direction is its negation). With labels in an HDF5 input also ``true_pitch,true_yaw,error_deg``.
+Output CSV, one row per sample: ``source,sample,pitch,yaw,x,y,z`` with pitch/yaw in radians and
+``(x, y, z)`` the unit vector ``pitchyaw_to_vector`` (EVE's convention: it points from the target to the
+eye; the gaze direction is its negation). When every input is an HDF5 file with labels, also
+``true_pitch,true_yaw,error_deg``. Camera images and videos go through ``predict-raw`` (``raw``).
 """
 
 from __future__ import annotations
 
 import csv
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,9 +104,21 @@ class TraceOptions:
     fps: float = 10.0  # EVE's basler frames after convert-eve's default --every 6
 
 
+def _dataset(src: Path) -> tuple[Dataset, list[str], np.ndarray | None]:
+    """The samples of one input, their names, and their labels (HDF5 with ``gaze``) or None."""
+    if src.is_file():
+        dataset = GazeH5Dataset([src], require_labels=False)
+        labels = dataset.gaze.astype(np.float64) if dataset.has_labels else None
+        return dataset, [str(int(r)) for r in dataset.row_index], labels
+    if src.is_dir():
+        crops = CropFolderDataset(src)
+        return crops, list(crops.stems), None
+    raise DataError(f"{src}: no such HDF5 file or crop folder")
+
+
 def predict(
     checkpoint: str | Path,
-    input_path: str | Path,
+    inputs: str | Path | Sequence[str | Path],
     out_csv: str | Path,
     *,
     device: torch.device | str = "cpu",
@@ -112,51 +126,52 @@ def predict(
     num_workers: int = 0,
     trace: TraceOptions | None = None,
 ) -> Path:
-    """Predict gaze for every sample of ``input_path`` (an ``.h5`` file or a crop folder); writes ``out_csv``.
+    """Predict gaze for every sample of ``inputs`` (``.h5`` files or crop folders); writes ``out_csv``.
 
-    With ``trace``, also writes the predictions as a gaze trace on a virtual screen (see ``traces``), in
-    the order of the input's samples, for sparse-video-loss's ``import-csv``.
+    One row per sample: ``source,sample,pitch,yaw,x,y,z`` and, when every input is an HDF5 file with
+    labels, ``true_pitch,true_yaw,error_deg``. With ``trace``, also writes the predictions as gaze traces
+    on a virtual screen (see ``traces``), one sequence per input, for sparse-video-loss's ``import-csv``.
     """
     device = torch.device(device)
     model, _, _ = load_model(checkpoint, device)
-    src = Path(input_path)
-    labels = None
-    if src.is_file():
-        dataset: Dataset = GazeH5Dataset([src], require_labels=False)
-        names = [str(int(r)) for r in dataset.row_index]  # type: ignore[attr-defined]
-        if dataset.has_labels:  # type: ignore[attr-defined]
-            labels = dataset.gaze.astype(np.float64)  # type: ignore[attr-defined]
-    elif src.is_dir():
-        dataset = CropFolderDataset(src)
-        names = list(dataset.stems)
-    else:
-        raise DataError(f"{src}: no such HDF5 file or crop folder")
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    preds = []
-    with torch.no_grad():
-        for batch in progress(loader, desc="predict"):
-            preds.append(forward_batch(model, {k: batch[k].to(device) for k in ("face", "leye", "reye")}).float().cpu())
-    pred = torch.cat(preds).double()
-    vec = pitchyaw_to_vector(pred).numpy()
-    pred_np = pred.numpy()
-    header = ["sample", "pitch", "yaw", "x", "y", "z"]
-    errors = None
-    if labels is not None:
-        header += ["true_pitch", "true_yaw", "error_deg"]
-        errors = per_sample_errors(pred_np, labels)
+    sources = [Path(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
+    parts = [(src, *_dataset(src)) for src in sources]
+    with_labels = all(labels is not None for *_, labels in parts)
+    header = ["source", "sample", "pitch", "yaw", "x", "y", "z"] + (["true_pitch", "true_yaw", "error_deg"] if with_labels else [])
     out = Path(out_csv)
     out.parent.mkdir(parents=True, exist_ok=True)
+    traces = []
     with open(out, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(header)
-        for j, name in enumerate(names):
-            row = [name] + [f"{v:.6f}" for v in (*pred_np[j], *vec[j])]
-            if errors is not None:
-                row += [f"{labels[j, 0]:.6f}", f"{labels[j, 1]:.6f}", f"{errors[j]:.4f}"]  # type: ignore[index]
-            w.writerow(row)
-    _log.info("predicted %d samples from %s -> %s", len(names), src, out)
+        for src, dataset, names, labels in parts:
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+            preds = []
+            with torch.no_grad():
+                for batch in progress(loader, desc=f"predict {src.name}"):
+                    preds.append(forward_batch(model, {k: batch[k].to(device) for k in ("face", "leye", "reye")}).float().cpu())
+            pred = torch.cat(preds).double()
+            vec, pred_np = pitchyaw_to_vector(pred).numpy(), pred.numpy()
+            errors = per_sample_errors(pred_np, labels) if with_labels and labels is not None else None
+            for j, name in enumerate(names):
+                row = [str(src), name] + [f"{v:.6f}" for v in (*pred_np[j], *vec[j])]
+                if errors is not None and labels is not None:
+                    row += [f"{labels[j, 0]:.6f}", f"{labels[j, 1]:.6f}", f"{errors[j]:.4f}"]
+                w.writerow(row)
+            traces.append((src, pred_np))
+            _log.info("predicted %d samples from %s", len(names), src)
+    _log.info("wrote %s", out)
     if trace is not None:
-        points = pitchyaw_to_screen(pred_np, width_px=trace.width_px, height_px=trace.height_px, distance_px=trace.distance_px)
-        write_trace_csv(trace.path, src.stem, points, fps=trace.fps)
-        _log.info("gaze trace on a %gx%g px screen at %g px -> %s", trace.width_px, trace.height_px, trace.distance_px, trace.path)
+        write_traces(trace, traces)
     return out
+
+
+def write_traces(trace: TraceOptions, predictions: Sequence[tuple[Path, np.ndarray]]) -> Path:
+    """All inputs' predictions as gaze traces on the virtual screen of ``trace``, one sequence per input."""
+    sequences = [
+        (src.stem, pitchyaw_to_screen(pred, width_px=trace.width_px, height_px=trace.height_px, distance_px=trace.distance_px))
+        for src, pred in predictions
+    ]
+    write_trace_csv(trace.path, sequences, fps=trace.fps)
+    _log.info("gaze trace on a %gx%g px screen at %g px -> %s", trace.width_px, trace.height_px, trace.distance_px, trace.path)
+    return trace.path

@@ -1,8 +1,10 @@
-"""Synthetic participants: rendered face and eye crops whose gaze is known exactly.
+"""Synthetic participants: rendered face and eye crops whose gaze is known exactly, and camera images.
 
-A participant is a head (a shaded ellipse with brows, nose and mouth on a sphere of radius ``HEAD_R``)
-with two eyeballs. For each sample the head is rotated (pitch, yaw) and the eyes look along the gaze
-direction, in the convention of ``gaze_estimation.geometry``:
+A participant is a head (a shaded ellipse with brows, eye sockets, a lit nose bridge, nose and mouth on a
+sphere of radius ``HEAD_R``) with two eyeballs. The scene is what the virtual camera of data
+normalization sees (one scene unit = one face-crop pixel = 1 mm at the face centre with the default
+normalization). For each sample the head is rotated by pitch, then yaw (no roll: data normalization
+removes it) and the eyes look along the gaze direction, in the convention of ``gaze_estimation.geometry``:
 
 * the eyelid aperture sits on the eyeball in the head's forward direction, so it moves with the head;
 * the iris sits on the eyeball in the gaze direction ``-pitchyaw_to_vector(gaze)``, projected
@@ -11,9 +13,14 @@ direction, in the convention of ``gaze_estimation.geometry``:
 * Lambertian shading from a random light direction, a corneal highlight that follows the light, random
   background, small crop misalignment and Gaussian sensor noise.
 
-Face and eye crops are renderings of the same scene: the face crop covers 224 x 224 scene units, each eye
-crop a square of ``EYE_CROP_SPAN`` units centred on its eyeball (as data normalization centres eye
-patches), sampled at 112 x 112. Everything is vectorized over samples (numpy, float32).
+Face and eye crops are renderings of the same scene: the face crop covers 224 x 224 scene units centred
+on the head-attached face centre ``FACE_CENTRE`` (as data normalization centres it), each eye crop a
+square of ``EYE_CROP_SPAN`` units centred on its eyeball, sampled at 112 x 112. Everything is vectorized
+over samples (numpy, float32).
+
+``render_camera`` puts the scene into a real camera's image with a known face position and head roll
+(each pixel shows the scene point that normalization warps it to), with the truth in camera coordinates,
+for ``predict-raw``'s tests and ``make-synthetic --camera-images``.
 
 The scene is symmetric under a left-right mirror with yaw, head yaw and light x negated and the eyes
 swapped, which is what the flip test relies on.
@@ -21,10 +28,13 @@ swapped, which is what the flip test relies on.
 
 from __future__ import annotations
 
+import csv
+import json
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from perception_shared.logging import get_logger, progress
 
@@ -35,6 +45,12 @@ EYE_CROP_SPAN = 52.0  # scene units covered by an eye crop
 CENTER = FACE_SIZE / 2.0
 HEAD_V = CENTER + 10.0  # vertical centre of the head ellipse
 EYE_WINDOW = 60  # face-crop pixels around an eye that its layers can touch
+# The face centre of data normalization, in the head frame (x right, y down, w towards the camera, scene
+# units = mm, relative to the head's rotation centre): 6 mm below the midpoint of the eyeball centres
+# (which sit at y = -16, w ~ 70.5). The face crop is centred on it, as data normalization centres it.
+EYE_Y = -16.0  # height of the eyeball centres in the head frame
+FACE_CENTRE = (0.0, EYE_Y + 6.0, 70.5)
+SOCKET_SHADOW = 0.5  # darkening of the eye sockets at their centre
 
 _log = get_logger("gaze_estimation.synthetic")
 
@@ -149,22 +165,46 @@ def _col(a: np.ndarray) -> np.ndarray:
 
 
 def _rotate(p: SceneParams, x: float | np.ndarray, y: float | np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rotate head-frame points (x right, y down, w towards the camera) by head yaw, then pitch.
+    """Rotate head-frame points (x right, y down, w towards the camera) by head pitch, then yaw.
 
-    A positive yaw turns the face towards the image's left, a positive pitch turns it up.
+    The head's forward direction ``(0, 0, 1)`` becomes ``gaze_direction_image(head_pitch, head_yaw)``: a
+    positive yaw turns the face towards the image's left, a positive pitch turns it up, in the gaze
+    convention. Pitching first keeps the head's x axis horizontal: the head has no roll in the sense of
+    data normalization (Zhang et al. 2018), which is what a normalized crop shows.
     """
     cy, sy = np.cos(p.head_yaw), np.sin(p.head_yaw)
     cp, sp = np.cos(p.head_pitch), np.sin(p.head_pitch)
-    x1 = x * cy - w * sy
-    w1 = x * sy + w * cy
-    y1 = y * cp - w1 * sp
-    w2 = y * sp + w1 * cp
-    return x1, y1, w2
+    y1 = y * cp - w * sp
+    w1 = y * sp + w * cp
+    return x * cy - w1 * sy, y1, x * sy + w1 * cy
+
+
+def head_rotation(p: SceneParams) -> np.ndarray:
+    """``(N, 3, 3)`` rotation of ``_rotate`` in camera axes (x right, y down, z away from the camera).
+
+    Its columns are the head's axes: x towards the subject's left, y down, z into the head (the face
+    looks along ``-z``), as in the head frames of data normalization.
+    """
+    n = len(p)
+    cols = []
+    for axis in np.eye(3):
+        x, y, w = _rotate(p, np.full(n, axis[0]), np.full(n, axis[1]), np.full(n, -axis[2]))
+        cols.append(np.stack([x, y, -w], axis=1))
+    return np.stack(cols, axis=2)
 
 
 def gaze_direction_image(pitch: np.ndarray, yaw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gaze direction (eye -> target) as (x right, y down, w towards the camera): minus EVE's vector."""
     return -np.cos(pitch) * np.sin(yaw), -np.sin(pitch), np.cos(pitch) * np.cos(yaw)
+
+
+def _eye_depth(sep: float | np.ndarray) -> float | np.ndarray:
+    """``w`` of the eyeball centres (towards the camera from the rotation centre) for an eye separation."""
+    return np.sqrt(HEAD_R**2 - (sep / 2) ** 2 - 14.0**2) - 10.0
+
+
+_NOSE = (0.0, 22.0, HEAD_R + 6.0)  # where the nose's shadow is drawn, head frame
+_MOUTH = (0.0, 50.0, float(np.sqrt(HEAD_R**2 - 50.0**2)))
 
 
 def eye_centres(p: SceneParams) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -175,11 +215,17 @@ def eye_centres(p: SceneParams) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out = {}
     for name, side in (("leye", 1.0), ("reye", -1.0)):
         x = side * p.eye_sep / 2
-        y = np.full_like(x, -14.0)
-        w = np.sqrt(HEAD_R**2 - x**2 - y**2) - 10.0
-        xr, yr, _ = _rotate(p, x, y, w)
-        out[name] = (CENTER + xr, HEAD_V - 2.0 + yr)
+        w = _eye_depth(p.eye_sep)
+        xr, yr, _ = _rotate(p, x, np.full_like(x, EYE_Y), w)
+        out[name] = (CENTER + xr, HEAD_V + yr)
     return out
+
+
+def face_centre_image(p: SceneParams) -> tuple[np.ndarray, np.ndarray]:
+    """Projected face centre ``(u, v)`` in scene units (the centre of the face crop before its jitter)."""
+    n = len(p)
+    x, y, _ = _rotate(p, np.full(n, FACE_CENTRE[0]), np.full(n, FACE_CENTRE[1]), np.full(n, FACE_CENTRE[2]))
+    return CENTER + x, HEAD_V + y
 
 
 def _ellipse_alpha(du: np.ndarray, dv: np.ndarray, a: np.ndarray, b: np.ndarray, px: np.ndarray) -> np.ndarray:
@@ -205,14 +251,18 @@ def _paint(base: np.ndarray, alpha: np.ndarray, color: np.ndarray) -> np.ndarray
 def _base_layers(p: SceneParams, U: np.ndarray, V: np.ndarray, px: np.ndarray) -> np.ndarray:
     """Background, head, nose and mouth at scene coordinates ``(N, H, W)``; ``(N, H, W, 3)``."""
     n, c = len(p), _col
-    img = p.background[:, None, None, :] * (0.85 + 0.3 * (V / FACE_SIZE))[..., None]  # symmetric gradient
+    img = p.background[:, None, None, :] * (0.85 + 0.3 * np.clip(V / FACE_SIZE, 0.0, 1.0))[..., None]  # symmetric gradient
     shade = _shading(p, U, V)
     skin = p.skin[:, None, None, :] * shade[..., None]
     img = _paint(img, _ellipse_alpha(U - CENTER, V - HEAD_V, c(p.face_rx), c(p.face_ry), px), skin)
-    nx, ny, _ = _rotate(p, 0.0, np.full(n, 16.0), np.full(n, HEAD_R + 6.0))
-    nose_a = 0.55 * _ellipse_alpha(U - c(CENTER + nx), V - c(HEAD_V + ny), c(np.full(n, 9.0)), c(np.full(n, 13.0)), px)
-    img = _paint(img, nose_a, skin * 0.7)
-    mx, my, _ = _rotate(p, 0.0, np.full(n, 50.0), np.sqrt(np.full(n, HEAD_R**2 - 50.0**2)))
+    # Nose: a lit bridge from between the eyes down to the tip, and a shadow under it.
+    bx, by, _ = _rotate(p, 0.0, np.full(n, 0.0), np.full(n, HEAD_R + 2.0))
+    bridge_a = 0.6 * _ellipse_alpha(U - c(CENTER + bx), V - c(HEAD_V + by), c(np.full(n, 6.0)), c(np.full(n, 20.0)), px)
+    img = _paint(img, bridge_a, np.clip(skin * 1.2, 0.0, 1.0))
+    nx, ny, _ = _rotate(p, *(np.full(n, a) for a in _NOSE))
+    nose_a = 0.6 * _ellipse_alpha(U - c(CENTER + nx), V - c(HEAD_V + ny), c(np.full(n, 10.0)), c(np.full(n, 4.0)), px)
+    img = _paint(img, nose_a, skin * 0.5)
+    mx, my, _ = _rotate(p, *(np.full(n, a) for a in _MOUTH))
     mouth_a = _ellipse_alpha(U - c(CENTER + mx), V - c(HEAD_V + my), c(np.full(n, 20.0)), c(np.full(n, 5.0)), px)
     return _paint(img, mouth_a, np.array([0.6, 0.25, 0.25], dtype=np.float32) * shade[..., None])
 
@@ -224,6 +274,10 @@ def _eye_layers(p: SceneParams, img: np.ndarray, U: np.ndarray, V: np.ndarray, p
     eu, ev = eye_centres(p)[eye]
     gx, gy, gw = gaze_direction_image(p.gaze_pitch, p.gaze_yaw)
     fx, fy, _ = _rotate(p, 0.0, 0.0, np.ones(n))  # the head's forward direction in the image
+    # Eye socket: a soft shadow around the aperture. Real faces have it; face detectors (Haar cascades)
+    # look for this dark band across the eyes below a bright forehead and beside a bright nose bridge.
+    su, sv = (U - c(eu + 6 * fx)) / c(1.4 * p.eye_w), (V - c(ev - 3 + 6 * fy)) / c(2.2 * p.eye_h)
+    img = img * (1.0 - SOCKET_SHADOW * np.clip(1.0 - su**2 - sv**2, 0.0, 1.0))[..., None]
     # Brow above the aperture.
     brow_a = _ellipse_alpha(U - c(eu + fx * 8), V - c(ev - 14 + fy * 8), c(p.eye_w * 1.2), c(np.full(n, 2.6)), px)
     img = _paint(img, brow_a, p.brow[:, None, None, :] * shade)
@@ -231,6 +285,9 @@ def _eye_layers(p: SceneParams, img: np.ndarray, U: np.ndarray, V: np.ndarray, p
     du, dv = U - c(eu + p.eyeball_r * fx), V - c(ev + p.eyeball_r * fy)
     upper = c(p.eye_h * np.clip(1.0 + 1.2 * (fy - gy), 0.35, 1.8))
     ap_a = _ellipse_alpha(du, dv, c(p.eye_w), np.where(dv < 0, upper, c(p.eye_h)), px)
+    # Lash line: a dark rim along the upper lid (2 units thick), drawn under the aperture.
+    lash_a = 0.85 * _ellipse_alpha(du, dv - 1.0, c(p.eye_w + 1.5), np.where(dv < 1.0, upper + 2.0, c(p.eye_h)), px)
+    img = _paint(img, lash_a, np.full(3, 0.08, dtype=np.float32))
     eye_img = np.array([0.92, 0.9, 0.86], dtype=np.float32) * (0.55 + 0.45 * shade)
     # Iris and pupil: discs on the eyeball in the gaze direction, foreshortened along it.
     g_len = np.sqrt(gx**2 + gy**2)
@@ -271,14 +328,16 @@ def render_face(p: SceneParams) -> np.ndarray:
     window around each eye (it holds every pixel they cover), which makes rendering ~5x faster.
     """
     n = len(p)
-    U, V, px = _grid(FACE_SIZE, CENTER + p.face_du, CENTER + p.face_dv, float(FACE_SIZE))
+    fu, fv = face_centre_image(p)
+    cu, cv = fu + p.face_du, fv + p.face_dv
+    U, V, px = _grid(FACE_SIZE, cu, cv, float(FACE_SIZE))
     img = _base_layers(p, U, V, px)
     rows = np.arange(n)[:, None, None]
     t = np.arange(EYE_WINDOW)
     for eye, (eu, ev) in eye_centres(p).items():
         # Face-crop pixels have unit size, so pixel (i, j) sits at scene (u0 + j + 0.5, v0 + i + 0.5).
-        j0 = np.clip(np.round(eu - (CENTER + p.face_du - FACE_SIZE / 2) - EYE_WINDOW / 2), 0, FACE_SIZE - EYE_WINDOW).astype(int)
-        i0 = np.clip(np.round(ev - (CENTER + p.face_dv - FACE_SIZE / 2) - EYE_WINDOW / 2), 0, FACE_SIZE - EYE_WINDOW).astype(int)
+        j0 = np.clip(np.round(eu - (cu - FACE_SIZE / 2) - EYE_WINDOW / 2), 0, FACE_SIZE - EYE_WINDOW).astype(int)
+        i0 = np.clip(np.round(ev - (cv - FACE_SIZE / 2) - EYE_WINDOW / 2), 0, FACE_SIZE - EYE_WINDOW).astype(int)
         ii = i0[:, None, None] + t[None, :, None]
         jj = j0[:, None, None] + t[None, None, :]
         img[rows, ii, jj] = _eye_layers(p, img[rows, ii, jj], U[rows, ii, jj], V[rows, ii, jj], px, eye)
@@ -293,6 +352,13 @@ def render_eye(p: SceneParams, eye: str) -> np.ndarray:
     return np.clip(_eye_layers(p, _base_layers(p, U, V, px), U, V, px, eye), 0.0, 1.0)
 
 
+def _noisy_uint8(img: np.ndarray, noise: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+    """``(N, H, W, 3)`` float in [0, 1] -> uint8, with per-sample Gaussian noise of std ``noise`` from ``rng``."""
+    if rng is not None:
+        img = img + noise.reshape(-1, 1, 1, 1) * rng.standard_normal(img.shape, dtype=np.float32)
+    return (np.clip(img, 0, 1) * 255.0).round().astype(np.uint8)
+
+
 def render_sample(p: SceneParams, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
     """Render face ``(N, 224, 224, 3)`` and eye ``(N, 112, 112, 3)`` crops as uint8; noise from ``rng``.
 
@@ -300,12 +366,216 @@ def render_sample(p: SceneParams, rng: np.random.Generator | None = None) -> dic
     noise is added (used by tests that compare renderings exactly).
     """
     crops = {"face": render_face(p), "leye": render_eye(p, "leye"), "reye": render_eye(p, "reye")}
-    out = {}
-    for name, img in crops.items():
-        if rng is not None:
-            img = img + p.noise.reshape(-1, 1, 1, 1) * rng.standard_normal(img.shape, dtype=np.float32)
-        out[name] = (np.clip(img, 0, 1) * 255.0).round().astype(np.uint8)
+    out = {name: _noisy_uint8(img, p.noise, rng) for name, img in crops.items()}
     out["gaze"] = np.stack([p.gaze_pitch, p.gaze_yaw], axis=1).astype(np.float32)
+    return out
+
+
+def landmark_positions(p: SceneParams) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Projected landmarks ``(u, v)`` in scene units: ``right_eye``, ``left_eye`` (eyeball centres), ``nose``, ``mouth``."""
+    n = len(p)
+    eyes = eye_centres(p)
+    out = {"right_eye": eyes["reye"], "left_eye": eyes["leye"]}
+    for name, (x, y, w) in (("nose", _NOSE), ("mouth", _MOUTH)):
+        xr, yr, _ = _rotate(p, np.full(n, x), np.full(n, y), np.full(n, w))
+        out[name] = (CENTER + xr, HEAD_V + yr)
+    return out
+
+
+def synthetic_face_model(sep: float = 65.0) -> dict[str, tuple[float, float, float]]:
+    """The landmarks of ``landmark_positions`` in the face-model frame (mm), for an eye separation ``sep``.
+
+    Frame of data normalization's face models: origin midway between the eye centres, x towards the
+    subject's left, y down, z into the head (so ``z = -(w - w_eyes)``). The default is the mean of
+    ``sample_participant``'s eye separations.
+    """
+    we = float(_eye_depth(sep))
+    points = {"right_eye": (-sep / 2, EYE_Y, we), "left_eye": (sep / 2, EYE_Y, we), "nose": _NOSE, "mouth": _MOUTH}
+    return {k: (round(x, 2), round(y - EYE_Y, 2), round(we - w, 2)) for k, (x, y, w) in points.items()}
+
+
+# The synthetic head's landmarks in millimetres, for head-pose estimation on its renders (with the
+# default normalization, one scene unit is one millimetre).
+SYNTHETIC_FACE_MODEL = synthetic_face_model()
+
+
+@dataclass
+class CameraRender:
+    """Camera images of synthetic faces and their truth: camera coordinates (OpenCV axes), mm, radians."""
+
+    images: np.ndarray  # (N, H, W, 3) uint8 RGB
+    camera_matrix: np.ndarray  # (3, 3)
+    rotation: np.ndarray  # (N, 3, 3) the normalizing rotation R of each face (rows: virtual camera axes)
+    face_centre: np.ndarray  # (N, 3) mm
+    head_rotation: np.ndarray  # (N, 3, 3) columns: the head's x, y, z axes in camera coordinates
+    gaze: np.ndarray  # (N, 2) pitch/yaw in the camera's coordinates
+    gaze_normalized: np.ndarray  # (N, 2) pitch/yaw of the virtual camera (the crops' label)
+    landmarks: dict[str, np.ndarray]  # name -> (N, 2) image pixels (OpenCV pixel-centre coordinates)
+    params: SceneParams  # the scenes (render_sample(params) gives the crops the true normalization yields)
+
+
+def render_camera(
+    p: SceneParams,
+    *,
+    camera_matrix: np.ndarray,
+    image_size: tuple[int, int],
+    face_centre: np.ndarray,
+    roll: np.ndarray,
+    focal_norm: float = 600.0,
+    distance_norm: float = 600.0,
+    rng: np.random.Generator | None = None,
+) -> CameraRender:
+    """Render the scenes ``p`` as a real camera sees them: face centre ``(N, 3)`` mm, head roll ``(N,)`` rad.
+
+    The scene of ``p`` is what the virtual camera of data normalization (``focal_norm``,
+    ``distance_norm``; one scene unit is one of its pixels) sees. The virtual camera looks at the face
+    centre; ``roll`` turns it about that line, so the head appears rolled by ``roll`` in the camera
+    image, and ``p``'s head pitch/yaw are relative to the virtual camera. Each camera pixel shows the
+    scene point that normalization would warp it to (the inverse of the normalization homography): the
+    face is the plane through its centre that normalization itself assumes, and normalizing the image
+    with the true pose gives back ``render_sample``'s face crop (without its jitter). ``image_size`` is
+    ``(width, height)``.
+    """
+    n = len(p)
+    k = np.asarray(camera_matrix, dtype=np.float64)
+    f = np.asarray(face_centre, dtype=np.float64).reshape(n, 3)
+    dist = np.linalg.norm(f, axis=1)
+    # The virtual camera's axes, built here from the face direction and the roll (independently of
+    # normalization.normalizing_rotation, which the tests check against this).
+    z = f / dist[:, None]
+    x0 = np.array([1.0, 0.0, 0.0]) - z[:, :1] * z
+    x0 /= np.linalg.norm(x0, axis=1, keepdims=True)
+    y0 = np.cross(z, x0)
+    x = np.cos(roll)[:, None] * x0 + np.sin(roll)[:, None] * y0
+    rot = np.stack([x, np.cross(z, x), z], axis=1)
+    c = (FACE_SIZE - 1) / 2.0
+    k_norm = np.array([[focal_norm, 0.0, c], [0.0, focal_norm, c], [0.0, 0.0, 1.0]])
+    scale = np.zeros((n, 3, 3))
+    scale[:, 0, 0] = scale[:, 1, 1] = 1.0
+    scale[:, 2, 2] = distance_norm / dist
+    warp = k_norm @ scale @ rot @ np.linalg.inv(k)
+    width, height = image_size
+    jj, ii = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    q = np.einsum("nij,hwj->nhwi", warp, np.stack([jj, ii, np.ones_like(jj)], axis=-1))
+    fu, fv = face_centre_image(p)
+    U = (fu[:, None, None] + q[..., 0] / q[..., 2] - c).astype(np.float32)
+    V = (fv[:, None, None] + q[..., 1] / q[..., 2] - c).astype(np.float32)
+    px = (focal_norm / k[0, 0] * dist / distance_norm).reshape(n, 1, 1).astype(np.float32)  # scene units per pixel
+    img = _base_layers(p, U, V, px)
+    for eye in ("leye", "reye"):
+        img = _eye_layers(p, img, U, V, px, eye)
+    inv = np.linalg.inv(warp)
+    landmarks = {}
+    for name, (u, v) in landmark_positions(p).items():
+        h = np.einsum("nij,nj->ni", inv, np.stack([u - fu + c, v - fv + c, np.ones(n)], axis=1))
+        landmarks[name] = h[:, :2] / h[:, 2:]
+    # Gaze: the label is a direction of the virtual camera; the camera sees it rotated by R^T.
+    gp, gy = p.gaze_pitch.astype(np.float64), p.gaze_yaw.astype(np.float64)
+    v_norm = np.stack([np.cos(gp) * np.sin(gy), np.sin(gp), np.cos(gp) * np.cos(gy)], axis=1)
+    v_cam = np.einsum("nji,nj->ni", rot, v_norm)
+    gaze = np.stack([np.arcsin(np.clip(v_cam[:, 1], -1, 1)), np.arctan2(v_cam[:, 0], v_cam[:, 2])], axis=1)
+    return CameraRender(
+        images=_noisy_uint8(img, p.noise, rng),
+        camera_matrix=k,
+        rotation=rot,
+        face_centre=f,
+        head_rotation=np.swapaxes(rot, 1, 2) @ head_rotation(p),
+        gaze=gaze,
+        gaze_normalized=np.stack([gp, gy], axis=1),
+        landmarks=landmarks,
+        params=p,
+    )
+
+
+def random_camera_faces(
+    rng: np.random.Generator,
+    n: int,
+    *,
+    image_size: tuple[int, int] = (400, 320),
+    focal_px: float = 500.0,
+    distance_mm: tuple[float, float] = (450.0, 650.0),
+    max_roll_deg: float = 15.0,
+    participants: int = 4,
+    noise: bool = True,
+) -> CameraRender:
+    """``n`` camera images of ``participants`` random synthetic people (round robin) with known truth.
+
+    The face centre is drawn at ``distance_mm`` and anywhere that keeps the face in the image, the head
+    roll uniformly within ``max_roll_deg``; head pitch/yaw and gaze as in ``sample_params``. The camera
+    has square pixels, ``focal_px`` and its principal point at the image centre.
+    """
+    people = [sample_participant(rng) for _ in range(participants)]
+    parts = [sample_params(rng, 1, people[i % participants]) for i in range(n)]
+    p = SceneParams(**{f.name: np.concatenate([getattr(q, f.name) for q in parts]) for f in fields(SceneParams)})
+    width, height = image_size
+    k = np.array([[focal_px, 0.0, (width - 1) / 2], [0.0, focal_px, (height - 1) / 2], [0.0, 0.0, 1.0]])
+    z = rng.uniform(*distance_mm, n)
+    margin = 130.0  # mm around the face centre that stay inside the image
+    x = rng.uniform(-1, 1, n) * np.maximum(z * (width / 2 - 10) / focal_px - margin, 0.0)
+    y = rng.uniform(-1, 1, n) * np.maximum(z * (height / 2 - 10) / focal_px - margin, 0.0)
+    roll = np.radians(rng.uniform(-max_roll_deg, max_roll_deg, n))
+    return render_camera(
+        p, camera_matrix=k, image_size=image_size, face_centre=np.stack([x, y, z], axis=1), roll=roll, rng=rng if noise else None
+    )
+
+
+# A screen like EVE's (25", 1920 x 1080 px, 553 x 311 mm) with the camera above its top edge, tilted
+# 5 degrees down, looking at the viewer: the calibration that make_camera_images writes.
+SCREEN_PX = (1920, 1080)
+SCREEN_MM = (553.0, 311.0)
+
+
+def synthetic_calibration(camera_matrix: np.ndarray) -> dict[str, list]:
+    """Calibration fields (EVE's names, see ``screen``) for the synthetic screen and ``camera_matrix``.
+
+    Screen frame: x to the viewer's right, y down, z into the screen, mm from its top-left corner. The
+    camera faces the viewer, so its x (image right) is the screen's -x and its z the screen's -z.
+    """
+    tilt = np.radians(5.0)
+    facing = np.diag([-1.0, 1.0, -1.0])
+    pitch_down = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(tilt), -np.sin(tilt)], [0.0, np.sin(tilt), np.cos(tilt)]])
+    rot = pitch_down @ facing
+    centre = np.array([SCREEN_MM[0] / 2, -15.0, 0.0])  # the camera, in screen coordinates
+    t = np.eye(4)
+    t[:3, :3], t[:3, 3] = rot, -rot @ centre
+    ppm = [SCREEN_PX[0] / SCREEN_MM[0], SCREEN_PX[1] / SCREEN_MM[1]]
+    return {
+        "camera_matrix": np.asarray(camera_matrix).tolist(),
+        "camera_transformation": t.tolist(),
+        "inv_camera_transformation": np.linalg.inv(t).tolist(),
+        "pixels_per_millimeter": ppm,
+        "millimeters_per_pixel": [1 / v for v in ppm],
+        "screen_size_px": list(SCREEN_PX),
+    }
+
+
+def make_camera_images(out: str | Path, n: int, *, seed: int = 0, image_size: tuple[int, int] = (640, 480), focal_px: float = 600.0) -> Path:
+    """Write ``n`` camera images of rendered faces (``out/NNNN.png``), their truth and a calibration.
+
+    ``out/truth.csv``: ``file,face_x_mm,face_y_mm,face_z_mm,roll_deg,pitch,yaw,norm_pitch,norm_yaw,
+    head_pitch,head_yaw`` (gaze in the camera's coordinates and in the virtual camera, radians; head
+    pitch/yaw relative to the virtual camera); ``out/calibration.json`` (``synthetic_calibration``).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, 2])
+    render = random_camera_faces(rng, n, image_size=image_size, focal_px=focal_px, distance_mm=(450.0, 700.0))
+    with open(out / "truth.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "face_x_mm", "face_y_mm", "face_z_mm", "roll_deg", "pitch", "yaw", "norm_pitch", "norm_yaw", "head_pitch", "head_yaw"])
+        for i in range(n):
+            name = f"{i:04d}.png"
+            Image.fromarray(render.images[i]).save(out / name)
+            hz = render.rotation[i] @ render.head_rotation[i][:, 2]  # the head's z axis (into it) in the virtual camera
+            x_axis = render.rotation[i, 0]
+            roll = np.degrees(np.arctan2(x_axis[1], x_axis[0]))
+            w.writerow([
+                name, *(f"{v:.3f}" for v in render.face_centre[i]), f"{roll:.3f}",
+                *(f"{v:.6f}" for v in (*render.gaze[i], *render.gaze_normalized[i])),
+                f"{np.arcsin(hz[1]):.6f}", f"{np.arctan2(hz[0], hz[2]):.6f}",
+            ])
+    (out / "calibration.json").write_text(json.dumps(synthetic_calibration(render.camera_matrix), indent=1))
+    _log.info("wrote %d camera images, truth.csv and calibration.json under %s", n, out)
     return out
 
 

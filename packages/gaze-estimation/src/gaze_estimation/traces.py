@@ -45,10 +45,11 @@ def pitchyaw_to_screen(
     return out
 
 
-def write_trace_csv(
-    path: str | Path, sequence: str, points: np.ndarray, *, fps: float, names: Sequence[str] | None = None
-) -> Path:
-    """Write one trace: sample ``i`` at ``t = i / fps`` seconds; samples without a point are left out."""
+def write_trace_csv(path: str | Path, sequences: Sequence[tuple[str, np.ndarray]], *, fps: float) -> Path:
+    """Write traces ``(name, (N, 2) points)``: sample ``i`` of each at ``t = i / fps`` seconds.
+
+    Samples without a point (NaN) are left out.
+    """
     if fps <= 0 or not math.isfinite(fps):
         raise ValueError(f"fps must be positive, got {fps}")
     p = Path(path)
@@ -56,7 +57,8 @@ def write_trace_csv(
     with open(p, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(TRACE_COLUMNS)
-        for i, (x, y) in enumerate(points):
-            if np.isfinite(x) and np.isfinite(y):
-                w.writerow([sequence, f"{i / fps:.6f}", f"{x:.3f}", f"{y:.3f}"])
+        for sequence, points in sequences:
+            for i, (x, y) in enumerate(points):
+                if np.isfinite(x) and np.isfinite(y):
+                    w.writerow([sequence, f"{i / fps:.6f}", f"{x:.3f}", f"{y:.3f}"])
     return p

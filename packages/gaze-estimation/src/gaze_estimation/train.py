@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +14,20 @@ from torch.utils.data import DataLoader
 
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.distributed import DistContext, gather_by_index
+from perception_shared.errors import DataError
 from perception_shared.logging import get_logger
+from perception_shared.pretrained import WeightsSource, check_against_manifest, load_weights_manifest
 from perception_shared.samplers import eval_indices, make_eval_loader, make_train_loader
 from perception_shared.seed import seed_everything
 from perception_shared.training import FitResult, StepInfo, StepOutput, Trainer
 
 from .config import OptimConfig, TrainConfig
-from .data import GazeH5Dataset, load_split, to_float
+from .data import GazeH5Dataset, find_h5_files, participant_id, split_selection, to_float
 from .figures import gaze_figure
 from .geometry import angular_error_deg
 from .losses import gaze_loss
 from .metrics import mean_predictor_errors, per_sample_errors, summarize_errors
-from .models import build_model, count_parameters
+from .models import build_model, count_parameters, weights_manifest_path
 
 _log = get_logger("gaze_estimation.train")
 
@@ -95,6 +98,46 @@ def draw_predictions(dataset: GazeH5Dataset, indices: np.ndarray, pred: np.ndarr
     return gaze_figure([c[0] for c in crops], [c[1] for c in crops], [c[2] for c in crops], pred, dataset.gaze[indices], titles)
 
 
+def purpose_line(purpose: str) -> str:
+    """How logs and reports name a config's purpose."""
+    if purpose == "toy":
+        return "TOY settings (demo/test size): the numbers check the pipeline, not a research question"
+    return "research settings"
+
+
+def make_step_fn(mse_weight: float) -> Callable[[nn.Module, dict[str, torch.Tensor], StepInfo], StepOutput]:
+    """The training step: forward, loss, and the batch's mean angular error as a device tensor.
+
+    Nothing in it reads a tensor's value on the host (no ``.item()``, ``float()``, ``bool()``), so it
+    never stalls a GPU; the Trainer reads the logged values once per ``loop.log_every`` steps.
+    """
+
+    def step_fn(m: nn.Module, batch: dict[str, torch.Tensor], info: StepInfo) -> StepOutput:
+        pred = forward_batch(m, batch)
+        loss = gaze_loss(pred, batch["gaze"], mse_weight)
+        with torch.no_grad():
+            err = angular_error_deg(pred.detach().float(), batch["gaze"].float()).mean()
+        return StepOutput(loss=loss, metrics={"angular_error": err}, n=float(len(pred)))
+
+    return step_fn
+
+
+def describe_weights(sources: dict[str, WeightsSource]) -> str:
+    """One line naming each backbone role's weights (RANDOM INIT spelled out)."""
+    return "; ".join(f"{role}: {src.describe()}" for role, src in sources.items())
+
+
+def weights_record(sources: dict[str, WeightsSource]) -> dict[str, dict[str, Any]]:
+    """``{role: {identifier, kind, path, sha256, pretrained}}`` for checkpoints, manifests and reports."""
+    return {role: src.to_dict() for role, src in sources.items()}
+
+
+def check_weights_hashes(sources: dict[str, WeightsSource]) -> list[str]:
+    """Warnings for loaded files whose sha256 differs from the package's weights manifest."""
+    manifest = load_weights_manifest(weights_manifest_path())
+    return [w for w in (check_against_manifest(src, manifest) for src in sources.values()) if w]
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -103,29 +146,40 @@ def train(
     resume: bool = False,
     resume_from: str | Path | None = None,
     skip_bad: bool = False,
+    argv: Sequence[str] | None = None,
 ) -> FitResult:
-    """Train ``cfg`` in ``run_dir`` (already prepared); returns the Trainer's result."""
+    """Train ``cfg`` in ``run_dir`` (already prepared); returns the Trainer's result.
+
+    Model selection (the best checkpoint, early stopping) uses held-out *training* participants
+    (``data.selection_participants``); the validation participants are not looked at here, so that
+    ``evaluate`` reports an error that played no part in choosing the model.
+    """
     seed_everything(cfg.seed)
+    _log.info("config purpose: %s", purpose_line(cfg.purpose))
     policy = BadInputPolicy(skip=skip_bad)
-    train_set = load_split(cfg.data.root, cfg.data.train_split, camera=cfg.data.camera, augment=cfg.augment if cfg.augment.enabled else None, policy=policy)
-    val_set = load_split(cfg.data.root, cfg.data.val_split, camera=cfg.data.camera, policy=policy)
-    _log.info(
-        "data %s: %d training samples (%d participants), %d validation samples (%d participants); %s",
-        cfg.data.root, len(train_set), len(train_set.participants), len(val_set), len(val_set.participants), policy.summary(),
+    splits = split_selection(
+        find_h5_files(cfg.data.root, cfg.data.train_split, cfg.data.camera), cfg.data.selection_participants, cfg.data.selection_seed
     )
-    model = build_model(cfg.model)
-    loaded = [str(p) for p in (cfg.model.pretrained, cfg.model.pretrained_face, cfg.model.pretrained_eye) if p is not None]
+    augment = cfg.augment if cfg.augment.enabled else None
+    train_set = GazeH5Dataset(splits.train, augment=augment, policy=policy)
+    select_set = GazeH5Dataset(splits.selection, policy=policy)
     _log.info(
-        "model %s: %s parameters, %s",
-        cfg.model.name, f"{count_parameters(model):,}", "weights from " + ", ".join(loaded) if loaded else "random initialization (no pretrained weights)",
+        "data %s: %d training samples (%d participants); model selection on %d samples of held-out training "
+        "participants %s; the validation participants (%s*) are not used in training; %s",
+        cfg.data.root, len(train_set), len(train_set.participants), len(select_set), ", ".join(select_set.participants),
+        cfg.data.val_split, policy.summary(),
     )
+    model, sources = build_model(cfg.model)
+    _log.info("model %s: %s parameters; weights: %s", cfg.model.name, f"{count_parameters(model):,}", describe_weights(sources))
+    for warning in check_weights_hashes(sources):
+        _log.warning("%s", warning)
     pin = ctx.device.type == "cuda"
     # No drop_last: a small data set still trains, and every norm layer sees more than one value per
     # channel even in a last batch of one (BatchNorm2d over >= 4x4 maps, LayerNorm in the ViTs).
     train_loader = make_train_loader(
         train_set, cfg.data.batch_size, seed=cfg.seed, num_workers=cfg.data.num_workers, pin_memory=pin
     )
-    val_loader = make_eval_loader(val_set, cfg.data.eval_batch_size, num_workers=cfg.data.num_workers, pin_memory=pin)
+    select_loader = make_eval_loader(select_set, cfg.data.eval_batch_size, num_workers=cfg.data.num_workers, pin_memory=pin)
     steps_per_epoch = len(train_loader)
     if cfg.loop.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, cfg.loop.max_steps_per_epoch)
@@ -135,35 +189,36 @@ def train(
     train_mean = train_set.gaze.mean(axis=0).astype(np.float64)
     trainer: Trainer | None = None
 
-    def step_fn(m: nn.Module, batch: dict[str, torch.Tensor], info: StepInfo) -> StepOutput:
-        pred = forward_batch(m, batch)
-        loss = gaze_loss(pred, batch["gaze"], cfg.mse_weight)
-        with torch.no_grad():
-            err = angular_error_deg(pred.detach().float(), batch["gaze"].float()).mean()
-        return StepOutput(loss=loss, metrics={"angular_error": err}, n=float(len(pred)))
-
     def eval_fn(m: nn.Module, epoch: int) -> dict[str, float]:
-        idx, pred = predict_loader(m, val_loader, ctx.device)
+        # The held-out training participants: what selects best_model.pth (logged as val/select_*).
+        idx, pred = predict_loader(m, select_loader, ctx.device)
         idx_all, pred_all = gather_by_index(idx, pred)
         idx_all = np.asarray(idx_all)
-        summary = evaluate_predictions(val_set, idx_all, pred_all, train_mean)
-        loss = float(gaze_loss(torch.as_tensor(pred_all), torch.as_tensor(val_set.gaze[idx_all], dtype=torch.float64), cfg.mse_weight))
+        summary = evaluate_predictions(select_set, idx_all, pred_all, train_mean)
+        loss = float(gaze_loss(torch.as_tensor(pred_all), torch.as_tensor(select_set.gaze[idx_all], dtype=torch.float64), cfg.mse_weight))
         if ctx.is_main and cfg.figure_samples > 0 and trainer is not None and trainer.tracker is not None:
             fig_idx = figure_indices(len(idx_all), cfg.figure_samples)
-            fig = draw_predictions(val_set, idx_all[fig_idx], pred_all[fig_idx])
-            trainer.tracker.log_figure("val/gaze", fig, trainer.global_step)
+            fig = draw_predictions(select_set, idx_all[fig_idx], pred_all[fig_idx])
+            trainer.tracker.log_figure("val/select_gaze", fig, trainer.global_step)
         return {
-            "loss": loss,
-            "angular_error": summary["mean_angular_error_deg"],
-            "angular_error_median": summary["median_angular_error_deg"],
-            "mean_predictor_error": summary["mean_predictor_error_deg"],
+            "select_loss": loss,
+            "select_angular_error": summary["mean_angular_error_deg"],
+            "select_angular_error_median": summary["median_angular_error_deg"],
+            "select_mean_predictor_error": summary["mean_predictor_error_deg"],
         }
 
+    # The report participants are recorded (not read) so that evaluate can check it reports on them.
+    try:
+        report_files = find_h5_files(cfg.data.root, cfg.data.val_split, cfg.data.camera)
+    except DataError:
+        report_files = []
+        _log.warning("no validation split %s/%s*: evaluate the run later with --data", cfg.data.root, cfg.data.val_split)
+    roles = (("train", splits.train), ("selection", splits.selection), ("report", report_files))
     trainer = Trainer(
         model=model,
         optimizer=optimizer,
         train_loader=train_loader,
-        step_fn=step_fn,
+        step_fn=make_step_fn(cfg.mse_weight),
         loop=cfg.loop,
         ctx=ctx,
         run_dir=run_dir,
@@ -171,7 +226,23 @@ def train(
         eval_fn=eval_fn,
         scheduler=scheduler,
         scheduler_interval="step",
-        extra_state={"train_mean_gaze": [float(v) for v in train_mean], "train_participants": list(train_set.participants)},
+        extra_state={
+            "train_mean_gaze": [float(v) for v in train_mean],
+            "train_participants": list(train_set.participants),
+            "selection_participants": list(select_set.participants),
+            "weights": weights_record(sources),
+        },
+        manifest_info={
+            "argv": argv,
+            "data_paths": {f"{role}:{participant_id(p)}": p for role, files in roles for p in files},
+            "weights": [{**src.to_dict(), "role": role} for role, src in sources.items()],
+            "seeds": {"seed": cfg.seed, "selection_seed": cfg.data.selection_seed},
+            "extra": {
+                "purpose": cfg.purpose,
+                "selection_participants": list(select_set.participants),
+                "random_init": not cfg.model.pretrained,
+            },
+        },
     )
     result = trainer.fit(resume=resume, resume_from=resume_from)
     if result.best_metric is not None:

@@ -1,4 +1,8 @@
-"""``image-rating``: train, evaluate, predict, verify-setup, make-synthetic, demo."""
+"""``image-rating``: the common subcommands (``perception_shared.cli``) plus ``verify-setup``.
+
+make-synthetic, validate-data, train, evaluate RUN, predict --run RUN, export RUN, weights, demo,
+verify-setup. The CLI only parses arguments and calls the functions the tests call.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,52 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from perception_shared.cli import add_common_train_args, add_config_args, resolve_resume, run_cli
-from perception_shared.config import load_config, resolve_config_path
+from perception_shared.cli import (
+    add_config_args,
+    add_demo_command,
+    add_device_arg,
+    add_evaluate_command,
+    add_export_command,
+    add_make_synthetic_command,
+    add_predict_command,
+    add_skip_bad_arg,
+    add_train_command,
+    add_validate_data_command,
+    add_weights_command,
+    resolve_resume,
+    run_cli,
+)
+from perception_shared.config import load_config, packaged_config_dir, resolve_config_path
 from perception_shared.distributed import init_distributed, is_main_process
 from perception_shared.errors import UserError
+from perception_shared.jsonio import write_json
 from perception_shared.logging import setup_logging
 
 from . import __version__
 from .config import RatingConfig
 
 PACKAGE = "image_rating"
+DATA_HELP = "data root holding images/ and the ratings CSV (sets data.root)"
 
 
-def _load(args: argparse.Namespace, config: str | Path | None = None) -> RatingConfig:
-    overrides = list(args.overrides)
-    if getattr(args, "data", None):
-        overrides.append(f"data.root={args.data}")
-    return load_config(RatingConfig, resolve_config_path(PACKAGE, config or args.config), overrides)
+def load_rating_config(
+    config: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    data: str | None = None,
+    weights: str | None = None,
+    seed: int | None = None,
+) -> RatingConfig:
+    """A config by name or path with ``--set`` overrides, ``--data`` (data.root), ``--weights``
+    (model.weights_file) and ``--seed`` applied."""
+    sets = list(overrides)
+    if data:
+        sets.append(f"data.root={data}")
+    if weights:
+        sets.append(f"model.weights_file={weights}")
+    if seed is not None:
+        sets.append(f"seed={seed}")
+    return load_config(RatingConfig, resolve_config_path(PACKAGE, config), sets)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -34,83 +67,84 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"image-rating {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser(
-        "train",
-        help="train a model; writes a run directory",
-        description="Train a rating model. Without --config: the run's own config.yaml when resuming, else baseline.",
-    )
-    add_common_train_args(p)
-    p.add_argument("--data", metavar="DIR", help="data root holding images/ and the ratings CSV (sets data.root)")
-
-    p = sub.add_parser(
-        "evaluate",
-        help="evaluate a checkpoint: metrics JSON/CSV/PNG with bootstrap CIs",
-        description="Evaluate a run's best_model.pth (or --checkpoint) on its val split, its train split, "
-        "or every row of a data set (--split all, e.g. a held-out test set given with --data).",
-    )
-    p.add_argument("run", nargs="?", metavar="RUN_DIR", help="run directory (uses its best_model.pth)")
-    p.add_argument("--run-dir", dest="run_dir", help="same as RUN_DIR")
-    p.add_argument("--checkpoint", help="a checkpoint file instead of the run's best_model.pth")
-    p.add_argument("--split", default="val", choices=["val", "train", "all"], help="default: val")
-    p.add_argument("--data", metavar="DIR", help="another data root (same CSV format) to evaluate on")
-    p.add_argument("--out", help="output folder (default: <run dir>/evaluation_<split>)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--n-boot", type=int, help="bootstrap resamples for the r intervals (default: eval.n_boot)")
-    p.add_argument("--skip-bad", action="store_true", help="skip bad CSV rows / images with a counted warning")
-
-    p = sub.add_parser(
-        "predict",
-        help="predict ratings for new images",
-        description="Predict the mean rating of every dimension for images in folders, image files or .txt "
-        "lists (one path per line, relative to the list). Writes a CSV in rating units and a summary CSV.",
-    )
-    p.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="folder, image file or .txt list")
-    p.add_argument("--out", default="predictions.csv", help="output CSV (default: predictions.csv)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a counted warning")
-
-    p = sub.add_parser(
-        "verify-setup",
-        help="check packages, GPU, data files, CSV columns, backbone and one batch",
-        description="Check the Python packages, GPUs, data files, CSV columns and rows, build the backbone and "
-        "run one training batch; prints a report and exits 1 if anything failed.",
-    )
-    add_config_args(p, default_config="baseline")
-    p.add_argument("--data", metavar="DIR", help="data root (sets data.root)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--skip-bad", action="store_true", help="count bad rows as a warning instead of a failure")
-
-    p = sub.add_parser(
-        "make-synthetic",
-        help="write synthetic images + ratings CSV with known ground truth",
+    p = add_make_synthetic_command(
+        sub,
         description="Write OUT/images/*.png, OUT/per_image_Slider_mean_sd_from_wide.csv and the ground truth "
         "(OUT/synthetic_truth.json with the achievable r per dimension, OUT/synthetic_truth.csv).",
     )
-    p.add_argument("out", metavar="OUT")
     p.add_argument("--n-images", type=int, default=160)
     p.add_argument("--size", type=int, default=96, help="image side in pixels (default 96)")
     p.add_argument("--raters", type=int, default=20, help="simulated raters per image (default 20)")
     p.add_argument("--noise-scale", type=float, default=1.0, help="multiplies every dimension's rater noise sd")
-    p.add_argument("--seed", type=int, default=0)
+
+    add_validate_data_command(
+        sub,
+        path_help=DATA_HELP,
+        default_config="baseline",
+        description="Read the ratings CSV and decode every image (listed or not) with the loaders' own checks; "
+        "print a summary and every problem, exit 1 when there is one. --config/--set give the column names "
+        "(data.mean_column, data.ratings_csv, ...).",
+    )
+
+    p = add_train_command(
+        sub,
+        data_help=DATA_HELP,
+        description="Train a rating model. Without --config: the run's own config.yaml when resuming, else baseline.",
+    )
+
+    p = add_evaluate_command(
+        sub,
+        description="Evaluate a run (RUN: its directory, using best_model.pth, or a checkpoint file) on its val "
+        "split, its train split, or every row of a data set (--split all, e.g. a held-out test set given with --data).",
+    )
+    p.add_argument("--split", default="val", choices=["val", "train", "all"], help="default: val")
+    p.add_argument("--n-boot", type=int, help="bootstrap resamples for the r intervals (default: eval.n_boot)")
+
+    p = add_predict_command(
+        sub,
+        inputs_help="folder (its images, not recursive), image file, or .txt list (one path per line, relative to the list)",
+        description="Predict the mean rating of every dimension for new images of any size. Writes a CSV in "
+        "rating units and a summary CSV beside it.",
+        out_default="predictions.csv",
+        out_help="output CSV",
+    )
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (default 0)")
+    add_skip_bad_arg(p)
+
+    add_export_command(
+        sub,
+        description="Export a run's model to ONNX or TorchScript: input (batch, 3, H, W) normalized images, "
+        "output (batch, D) ratings in the CSV's rating units, dynamic batch; the preprocessing (resize, crop, "
+        "interpolation, mean/std from the weights' config) is written as JSON beside it.",
+    )
+    add_weights_command(sub)
+
+    p = add_demo_command(
+        sub,
+        description="make-synthetic -> train (configs/demo.yaml) -> evaluate -> predict -> export; writes OUT/summary.json.",
+    )
 
     p = sub.add_parser(
-        "demo",
-        help="the whole pipeline on tiny synthetic data (CPU, ~2 minutes)",
-        description="make-synthetic -> train (configs/demo.yaml) -> evaluate -> predict; writes OUT/summary.json.",
+        "verify-setup",
+        help="check packages, GPU, backbone weights, data, backbone and one batch before a long job",
+        description="Check the Python packages, the GPU, where the backbone's weights would come from, the data "
+        "(validate-data's checks), build the backbone and run one training batch; exits 1 if anything failed.",
     )
-    p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
-    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
-    add_config_args(p, default_config="demo")
+    add_config_args(p, default_config="baseline")
+    p.add_argument("--data", metavar="DIR", help=DATA_HELP)
+    add_device_arg(p)
+    add_skip_bad_arg(p)
     return parser
+
+
+def _shipped_configs() -> dict[str, RatingConfig]:
+    folder = packaged_config_dir(PACKAGE)
+    return {p.stem: load_rating_config(p) for p in sorted(folder.glob("*.yaml"))}
 
 
 def _main(argv: Sequence[str] | None) -> int:
     args = _build_parser().parse_args(argv)
+    command_line = None if argv is None else ["image-rating", *argv]  # None: the process's own, for the manifest
     if args.command != "train":  # train logs to its run directory too (set up once the directory exists)
         setup_logging()
     if args.command == "train":
@@ -120,7 +154,7 @@ def _main(argv: Sequence[str] | None) -> int:
         config: str | Path = args.config or "baseline"
         if args.config is None and spec.resume and spec.run_dir and (spec.run_dir / "config.yaml").is_file():
             config = spec.run_dir / "config.yaml"  # continue with the run's own settings
-        cfg = _load(args, config)
+        cfg = load_rating_config(config, args.overrides, data=args.data, weights=args.weights, seed=args.seed)
         ctx = init_distributed(args.device)
         train(
             cfg,
@@ -130,16 +164,14 @@ def _main(argv: Sequence[str] | None) -> int:
             resume_from=spec.checkpoint,
             skip_bad=args.skip_bad,
             ctx=ctx,
+            argv=command_line,
         )
         return 0
     if args.command == "evaluate":
-        from .evaluate import evaluate_checkpoint
+        from .evaluate import evaluate_run
 
-        target = args.checkpoint or args.run or args.run_dir
-        if target is None:
-            raise UserError("evaluate needs a run directory (RUN_DIR or --run-dir) or --checkpoint")
-        metrics = evaluate_checkpoint(
-            target,
+        metrics = evaluate_run(
+            args.run,
             split=args.split,
             data_root=args.data,
             out_dir=args.out,
@@ -148,18 +180,20 @@ def _main(argv: Sequence[str] | None) -> int:
             num_workers=args.num_workers,
             n_boot=args.n_boot,
             skip_bad=args.skip_bad,
+            allow_data_mismatch=args.allow_data_mismatch,
         )
         if is_main_process():
             m = metrics["mean_over_dimensions"]
             print(
-                f"{metrics['n_samples']} images ({args.split}): mean r {m['pearson_r']:.3f}, MAE {m['mae']:.3f}, RMSE {m['rmse']:.3f}"
+                f"{metrics['n_samples']} images ({args.split}): mean r {m['pearson_r']:.3f}, MAE {m['mae']:.3f}, "
+                f"RMSE {m['rmse']:.3f}; backbone {metrics['weights']}; {metrics['settings']}"
             )
         return 0
     if args.command == "predict":
         from .predict import predict_images, summary_frame
 
         df = predict_images(
-            args.checkpoint,
+            args.run,
             args.inputs,
             out_csv=args.out,
             device=args.device,
@@ -170,10 +204,37 @@ def _main(argv: Sequence[str] | None) -> int:
         print(summary_frame(df, list(df.columns[1:])).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         print(f"{len(df)} image(s) -> {args.out}")
         return 0
+    if args.command == "export":
+        from .export import export_run
+
+        result = export_run(args.run, fmt=args.fmt, out=args.out, opset=args.opset, check=args.check)
+        print(f"exported {result['model']} (preprocessing: {result['preprocessing']})")
+        for c in result.get("verification", {}).get("checks", []):
+            print(f"  batch {c['batch_size']}: max |exported - PyTorch| {c['max_abs_diff']:.3g} rating units")
+        return 0
+    if args.command == "validate-data":
+        from .validate import format_report, validate_data
+
+        cfg = load_rating_config(args.config, args.overrides, data=args.path)
+        report = validate_data(cfg.data)
+        print(format_report(report))
+        if args.json:
+            write_json(args.json, report.to_dict())
+        return 0 if report.ok else 1
+    if args.command == "weights":
+        from perception_shared.pretrained import WeightsRequest, weights_command
+
+        from .train import weights_manifest_path
+
+        requests = {
+            name: [WeightsRequest(c.model.backbone, c.model.pretrained, c.model.weights_file)]
+            for name, c in _shipped_configs().items()
+        }
+        return weights_command(args, package="image-rating", requests=requests, manifest_path=weights_manifest_path())
     if args.command == "verify-setup":
         from .verify import format_report, verify_setup
 
-        cfg = _load(args)
+        cfg = load_rating_config(args.config, args.overrides, data=args.data)
         checks = verify_setup(cfg, device=args.device, skip_bad=args.skip_bad)
         print(format_report(checks, f"image-rating {__version__} verify-setup (config {args.config})"))
         return 1 if any(c.status == "fail" for c in checks) else 0

@@ -12,12 +12,11 @@ from typing import Literal
 
 from perception_shared.training import LoopConfig
 
-# ImageNet channel statistics, the normalization timm's ImageNet weights expect.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("cosine", "step", "plateau", "none")
+# What the loop can select the best epoch and stop early on, and which direction is better. The
+# study's rule is the mean validation Pearson r over the dimensions.
+MONITORS = {"val/pearson_r": "max", "val/loss": "min", "val/mae": "min", "val/rmse": "min"}
 
 
 @dataclass
@@ -26,7 +25,8 @@ class DataConfig:
 
     ``mean_column`` / ``sd_column`` are name templates in which ``{dim}`` stands for the dimension name:
     with the defaults, dimension ``Brightness`` has columns ``Brightness_mean`` and ``Brightness_sd``.
-    When ``dimensions`` is empty, every column matching ``mean_column`` is a dimension (in file order).
+    When ``dimensions`` is empty, every column matching ``mean_column`` is a dimension (in file order);
+    each dimension needs both its mean and its sd column.
     """
 
     root: Path = Path("data/image-rating")
@@ -42,10 +42,14 @@ class DataConfig:
     split_file: str | None = None  # a split JSON to reuse (e.g. from another run); null: make one
     val_fraction: float = 0.2
     split_seed: int = 42
-    image_size: int = 224  # crop fed to the network
-    resize_size: int = 256  # shorter side before cropping
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    # Preprocessing: null takes the value from the pretrained config of the backbone's weights (timm's
+    # input_size, crop_pct, interpolation, mean, std; see transforms.Preprocessing). A value set here
+    # overrides it, and training logs the override.
+    image_size: int | None = None  # crop fed to the network, pixels
+    resize_size: int | None = None  # shorter side before cropping, pixels (null: image_size / crop_pct)
+    interpolation: Literal["bilinear", "bicubic", "nearest"] | None = None
+    mean: tuple[float, float, float] | None = None  # per channel, RGB in [0, 1]
+    std: tuple[float, float, float] | None = None
     batch_size: int = 32  # per process
     eval_batch_size: int = 64
     num_workers: int = 4
@@ -58,11 +62,15 @@ class DataConfig:
                 raise ValueError(f"data.{key} must contain '{{dim}}' exactly once, got {template!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
-        if self.image_size < 8 or self.resize_size < self.image_size:
+        if self.image_size is not None and self.image_size < 8:
+            raise ValueError(f"data.image_size must be at least 8, got {self.image_size}")
+        if self.image_size is not None and self.resize_size is not None and self.resize_size < self.image_size:
             raise ValueError(
-                f"data.image_size must be at least 8 and data.resize_size at least image_size; "
-                f"got image_size {self.image_size}, resize_size {self.resize_size}"
+                f"data.resize_size must be at least data.image_size; got resize_size {self.resize_size}, "
+                f"image_size {self.image_size}"
             )
+        if self.std is not None and min(self.std) <= 0:
+            raise ValueError(f"data.std must be positive, got {self.std}")
         if self.batch_size < 1 or self.eval_batch_size < 1 or self.num_workers < 0:
             raise ValueError("data.batch_size and data.eval_batch_size must be positive, data.num_workers >= 0")
         if self.n_raters is not None and self.n_raters < 2:
@@ -85,26 +93,32 @@ class DataConfig:
 
 @dataclass
 class AugmentConfig:
-    """Training augmentation, applied in this order after resizing the shorter side to ``data.resize_size``:
-    random crop to ``data.image_size``, horizontal flip, rotation with translation, scaling and shear (one
-    affine warp), color jitter, grayscale, perspective, then (on the normalized tensor) random erasing.
-    A probability or strength of 0 turns a step off. Color jitter and grayscale change the very properties
-    that colour-related ratings describe; keep them mild, or off, when such dimensions matter.
+    """Training augmentation; the defaults are the study's protocol.
+
+    In order, after resizing the shorter side to the resize size and a random crop to the input size:
+    horizontal flip (p 0.5); one affine warp with rotation (±15°), translation (up to 10% of the side in
+    x and y), scaling (0.9-1.1) and x-shear (±10°); color jitter (brightness, contrast, saturation
+    factors in [0.7, 1.3], hue shift ±0.1); grayscale (p 0.1); perspective (off by default: not part of
+    the study); then, on the normalized tensor, random erasing (p 0.2) of a rectangle covering 2-15% of
+    the image (aspect ratio 0.3-3.3), filled with 0. A probability or strength of 0 turns a step off.
+    Color jitter and grayscale change the very properties that colour-related ratings describe; the
+    demo config keeps them mild.
     """
 
     hflip_p: float = 0.5
     rotation_degrees: float = 15.0
     affine_translate: float = 0.1  # fraction of the image size
     affine_scale: tuple[float, float] = (0.9, 1.1)
-    affine_shear: float = 5.0  # degrees
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2
-    hue: float = 0.05
+    affine_shear: float = 10.0  # degrees, along x
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.3
+    hue: float = 0.1
     grayscale_p: float = 0.1
     perspective_distortion: float = 0.2
-    perspective_p: float = 0.3
-    erasing_p: float = 0.25
+    perspective_p: float = 0.0
+    erasing_p: float = 0.2
+    erasing_scale: tuple[float, float] = (0.02, 0.15)  # erased area as a fraction of the image
 
     def __post_init__(self) -> None:
         for key in ("hflip_p", "grayscale_p", "perspective_p", "erasing_p", "perspective_distortion"):
@@ -115,15 +129,32 @@ class AugmentConfig:
             raise ValueError(f"augment.hue must be in [0, 0.5], got {self.hue}")
         if min(self.brightness, self.contrast, self.saturation, self.rotation_degrees, self.affine_translate) < 0:
             raise ValueError("augment strengths must not be negative")
+        lo, hi = self.affine_scale
+        if not 0.0 < lo <= hi:
+            raise ValueError(f"augment.affine_scale must be [low, high] with 0 < low <= high, got {self.affine_scale}")
+        lo, hi = self.erasing_scale
+        if not 0.0 < lo <= hi < 1.0:
+            raise ValueError(
+                f"augment.erasing_scale must be [low, high] with 0 < low <= high < 1, got {self.erasing_scale}"
+            )
 
 
 @dataclass
 class ModelConfig:
-    """A timm backbone (any ``timm.list_models()`` name, always built with ``pretrained=False``) with
-    global pooling, followed by the rating head ``features -> hidden[0] -> hidden[1] -> dimensions``."""
+    """A timm backbone with global pooling, followed by the rating head
+    ``features -> hidden[0] -> hidden[1] -> dimensions``.
 
-    backbone: str = "resnet50"
-    pretrained_path: str | None = None  # local backbone weights (.pth/.pt/.bin/.safetensors); null: random init
+    ``backbone`` is the weights' identifier: a timm model name with its pretrained tag
+    (``resnet50.a1_in1k``); a name without a tag means timm's default tag. With ``pretrained: true``
+    the weights come, in this order, from ``weights_file`` (or ``train --weights PATH``), the Hugging
+    Face hub cache or the torch hub cache, or a download; when none has them, training stops before it
+    starts (``perception_shared.pretrained``). ``pretrained: false`` is random initialization, which
+    the log, the run manifest and every report state.
+    """
+
+    backbone: str = "resnet50.a1_in1k"
+    pretrained: bool = True
+    weights_file: str | None = None  # a local file or folder with the backbone's weights
     hidden: list[int] = field(default_factory=lambda: [512, 256])
     dropout: float = 0.5
 
@@ -132,6 +163,11 @@ class ModelConfig:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"model.hidden sizes must be positive, got {self.hidden}")
+        if self.weights_file is not None and not self.pretrained:
+            raise ValueError(
+                f"model.weights_file is {self.weights_file!r} but model.pretrained is false; "
+                "set model.pretrained: true to load the file"
+            )
 
 
 @dataclass
@@ -177,12 +213,16 @@ class EvalConfig:
 
 
 def _default_loop() -> LoopConfig:
-    return LoopConfig(epochs=100, precision="bf16", monitor="val/loss", mode="min", early_stopping_patience=15)
+    return LoopConfig(epochs=100, precision="bf16", monitor="val/pearson_r", mode="max", early_stopping_patience=15)
 
 
 @dataclass
 class RatingConfig:
+    """A rating run. ``toy: true`` marks demo/test settings (tiny model, random init, few epochs): the
+    log, the run manifest, the figures and every report of such a run say so."""
+
     seed: int = 42
+    toy: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -190,3 +230,16 @@ class RatingConfig:
     sched: SchedConfig = field(default_factory=SchedConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     loop: LoopConfig = field(default_factory=_default_loop)
+
+    def __post_init__(self) -> None:
+        direction = MONITORS.get(self.loop.monitor)
+        if direction is None:
+            raise ValueError(
+                f"loop.monitor must be one of {', '.join(MONITORS)} (the best epoch and early stopping follow "
+                f"it), got {self.loop.monitor!r}"
+            )
+        if self.loop.mode != direction:
+            raise ValueError(
+                f"loop.monitor {self.loop.monitor} is better when {'higher' if direction == 'max' else 'lower'}: "
+                f"set loop.mode: {direction} (got {self.loop.mode})"
+            )

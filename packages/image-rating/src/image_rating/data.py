@@ -7,10 +7,12 @@ extension may be left out); and, per dimension, a mean column and an sd column n
 and standard deviation over raters, in rating units. Other columns are ignored. Stray quotes and spaces
 around header names (as in ``""image""``, which some R exports write) are removed.
 
-Checks, all reported together: missing columns; then per row an empty or duplicated image name, a
-missing, NaN or non-numeric mean rating, a non-numeric or negative sd, an image file that does not
-exist, and one that cannot be decoded. Missing columns always fail; bad rows fail with the full list,
-or with ``--skip-bad`` are skipped and counted (``perception_shared.badinput.BadInputPolicy``).
+Checks (``inspect_ratings``; ``load_ratings`` and ``validate-data`` both use them), all reported
+together: missing columns, including a dimension with an sd column but no mean column or the reverse
+(named by the dimension); then per row an empty or duplicated image name, a missing, NaN or
+non-numeric mean rating, a non-numeric or negative sd, an image file that does not exist, and one that
+cannot be decoded. Missing columns always fail; bad rows fail with the full list, or with
+``--skip-bad`` are skipped and counted (``perception_shared.badinput.BadInputPolicy``).
 """
 
 from __future__ import annotations
@@ -76,6 +78,44 @@ def find_dimensions(columns: Sequence[str], mean_column: str = "{dim}_mean") -> 
     return [m.group("dim") for c in columns if (m := pattern.match(c))]
 
 
+def check_columns(
+    columns: Sequence[str], cfg: DataConfig, csv: Path, dimensions: Sequence[str] | None = None
+) -> list[str]:
+    """The dimensions of a ratings CSV with header ``columns``; every column problem in one DataError.
+
+    The dimensions are ``dimensions`` (e.g. a checkpoint's), else ``data.dimensions``, else every
+    dimension with a mean or an sd column. A dimension needs both: a ``X_sd`` column without ``X_mean``
+    (or the reverse) is an error that names ``X`` and the column it lacks, not a silently dropped
+    dimension. The image column must be there too.
+    """
+    explicit = list(dimensions or cfg.dimensions)
+    if explicit:
+        dims = explicit
+    else:
+        found = find_dimensions(columns, cfg.mean_column)
+        if not found:  # then the pattern is wrong, not one dimension
+            raise DataError(
+                f"ratings CSV {csv}: no column matches the mean-column pattern {cfg.mean_column!r} "
+                f"(set data.mean_column or data.dimensions); columns: {', '.join(columns)}"
+            )
+        dims = found + [d for d in find_dimensions(columns, cfg.sd_column) if d not in found]
+    have = set(columns)
+    problems = [] if cfg.image_column in have else [f"no image column {cfg.image_column!r}"]
+    for d in dims:
+        mean_col, sd_col = cfg.mean_column.format(dim=d), cfg.sd_column.format(dim=d)
+        lacking = [c for c in (mean_col, sd_col) if c not in have]
+        if len(lacking) == 2:
+            problems.append(f"dimension {d!r}: no {mean_col!r} and no {sd_col!r} column")
+        elif lacking:
+            present = sd_col if lacking[0] == mean_col else mean_col
+            problems.append(f"dimension {d!r}: column {present!r} but no {lacking[0]!r}")
+    if problems:
+        raise DataError(
+            f"ratings CSV {csv}: missing column(s): " + "; ".join(problems) + f" (columns: {', '.join(columns)})"
+        )
+    return dims
+
+
 @dataclass
 class RatingsTable:
     """Validated ratings: row i is image ``names[i]`` at ``paths[i]``."""
@@ -137,16 +177,33 @@ def open_rgb(path: str | Path, min_size: int | None = None) -> Image.Image:
         raise DataError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
 
 
-def decode_problem(path: Path) -> str | None:
-    """None if ``path`` decodes as an image, else what went wrong."""
+@dataclass(frozen=True)
+class ImageProbe:
+    """The result of decoding one image file: ``problem`` is None when it decoded."""
+
+    path: Path
+    problem: str | None
+    size: tuple[int, int] | None = None  # (width, height) in pixels
+
+
+def probe_image(path: str | Path) -> ImageProbe:
+    """Open and decode ``path`` completely; what went wrong, or its size."""
+    p = Path(path)
     try:
-        with Image.open(path) as img:
+        with Image.open(p) as img:
+            size = img.size
             if img.format == "JPEG":  # decoding at 1/8 scale still reads (and checks) the whole stream
                 img.draft("RGB", (max(img.width // 8, 1), max(img.height // 8, 1)))
             img.load()
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-        return f"unreadable image ({type(e).__name__}: {e})"
-    return None
+        return ImageProbe(p, f"unreadable image ({type(e).__name__}: {e})")
+    return ImageProbe(p, None, size)
+
+
+def probe_images(paths: Sequence[Path]) -> list[ImageProbe]:
+    """``probe_image`` for each path, in order, in 4 threads (PIL decodes without the GIL)."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(probe_image, paths))
 
 
 def _numeric(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
@@ -159,34 +216,44 @@ def _numeric(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
     return values, textual
 
 
-def load_ratings(
-    cfg: DataConfig,
-    policy: BadInputPolicy | None = None,
-    dimensions: Sequence[str] | None = None,
-) -> RatingsTable:
-    """Read and validate the ratings CSV and the image folder of ``cfg``.
+@dataclass
+class RatingsInspection:
+    """Every row of a ratings CSV with what is wrong with it (``row_problems[i]``, empty when fine).
 
-    ``dimensions`` (for example those a checkpoint was trained on) takes precedence over the config's.
+    Rows are in CSV order (row ``i`` is line ``i + 2`` of the file); ``paths[i]`` is None when the image
+    was not found; ``image_sizes[i]`` is ``(width, height)`` of a decoded image, None when not decoded.
     """
-    policy = policy or BadInputPolicy()
+
+    csv: Path
+    images_dir: Path
+    dimensions: list[str]
+    names: list[str]
+    paths: list[Path | None]
+    means: np.ndarray  # (N, D) float64, NaN where missing or not a number
+    sds: np.ndarray  # (N, D) float64
+    row_problems: list[list[str]]
+    image_sizes: list[tuple[int, int] | None]
+
+    def where(self, i: int) -> str:
+        return f"{self.csv.name} row {i + 2} ({self.names[i] or '<empty>'})"
+
+
+def inspect_ratings(cfg: DataConfig, dimensions: Sequence[str] | None = None) -> RatingsInspection:
+    """Read the ratings CSV and check every row and listed image (the checks of the module docstring).
+
+    Problems with the file as a whole (absent, unparseable, columns, dimension count, no rows, no image
+    folder) raise a DataError; row problems are returned. ``dimensions`` (e.g. a checkpoint's) take
+    precedence over the config's.
+    """
     csv = cfg.csv_path
     images_dir = cfg.images_path
     df = read_ratings_csv(csv)
     if not images_dir.is_dir():
         raise DataError(f"image folder {images_dir} does not exist")
 
-    dims = list(dimensions or cfg.dimensions or find_dimensions(list(df.columns), cfg.mean_column))
-    missing = [c for c in [cfg.image_column] if c not in df.columns]
-    if not dims:
-        raise DataError(
-            f"ratings CSV {csv}: no column matches the mean-column pattern {cfg.mean_column!r} "
-            f"(set data.mean_column or data.dimensions); columns: {', '.join(df.columns)}"
-        )
+    dims = check_columns(list(df.columns), cfg, csv, dimensions)
     mean_cols = [cfg.mean_column.format(dim=d) for d in dims]
     sd_cols = [cfg.sd_column.format(dim=d) for d in dims]
-    missing += [c for c in mean_cols + sd_cols if c not in df.columns]
-    if missing:
-        raise DataError(f"ratings CSV {csv}: missing column(s) {', '.join(missing)}; columns: {', '.join(df.columns)}")
     if cfg.num_dimensions is not None and dimensions is None and len(dims) != cfg.num_dimensions:
         raise DataError(
             f"ratings CSV {csv}: found {len(dims)} dimensions ({', '.join(dims)}) but data.num_dimensions is "
@@ -231,29 +298,45 @@ def load_ratings(
             paths[i], problem = resolve_image_path(images_dir, name)
             if problem:
                 row_problems[i].append(problem)
+    sizes: list[tuple[int, int] | None] = [None] * n
     if cfg.check_images == "decode":
         to_check = [i for i in range(n) if paths[i] is not None]
-        with ThreadPoolExecutor(max_workers=4) as pool:  # PIL decodes without the GIL
-            for i, problem in zip(to_check, pool.map(lambda i: decode_problem(paths[i]), to_check)):
-                if problem:
-                    row_problems[i].append(f"{paths[i]}: {problem}")
+        for i, probe in zip(to_check, probe_images([paths[i] for i in to_check])):  # type: ignore[misc]
+            if probe.problem:
+                row_problems[i].append(f"{paths[i]}: {probe.problem}")
+            else:
+                sizes[i] = probe.size
+    return RatingsInspection(csv, images_dir, dims, names, paths, means, sds, row_problems, sizes)
 
-    bad = [i for i in range(n) if row_problems[i]]
-    listed = [(f"{csv.name} row {i + 2} ({names[i] or '<empty>'})", "; ".join(row_problems[i])) for i in bad]
-    policy.report_all(f"ratings CSV {csv}", listed, n)
-    keep = [i for i in range(n) if not row_problems[i]]
+
+def load_ratings(
+    cfg: DataConfig,
+    policy: BadInputPolicy | None = None,
+    dimensions: Sequence[str] | None = None,
+) -> RatingsTable:
+    """Read and validate the ratings CSV and the image folder of ``cfg`` (``inspect_ratings``).
+
+    Bad rows fail with one DataError listing them all, or with a skipping ``policy`` are dropped and
+    counted. ``dimensions`` (for example those a checkpoint was trained on) take precedence over the config's.
+    """
+    policy = policy or BadInputPolicy()
+    found = inspect_ratings(cfg, dimensions)
+    csv, n = found.csv, len(found.names)
+    bad = [i for i in range(n) if found.row_problems[i]]
+    policy.report_all(f"ratings CSV {csv}", [(found.where(i), "; ".join(found.row_problems[i])) for i in bad], n)
+    keep = [i for i in range(n) if not found.row_problems[i]]
     if not keep:
         raise DataError(f"ratings CSV {csv}: every row is bad; nothing to use")
     if bad:
         log.warning("ratings CSV %s: skipped %d of %d rows (--skip-bad); %d images remain", csv, len(bad), n, len(keep))
     return RatingsTable(
         source=csv,
-        dimensions=dims,
-        names=[names[i] for i in keep],
-        paths=[paths[i] for i in keep],  # type: ignore[misc]
-        means=means[keep],
-        sds=sds[keep],
-        skipped=[names[i] for i in bad if names[i]],
+        dimensions=found.dimensions,
+        names=[found.names[i] for i in keep],
+        paths=[found.paths[i] for i in keep],  # type: ignore[misc]
+        means=found.means[keep],
+        sds=found.sds[keep],
+        skipped=[found.names[i] for i in bad if found.names[i]],
     )
 
 

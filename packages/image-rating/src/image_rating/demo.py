@@ -1,4 +1,6 @@
-"""The whole pipeline at tiny size on synthetic data: make-synthetic -> train -> evaluate -> predict.
+"""The whole pipeline at tiny size on synthetic data: make-synthetic -> validate-data -> train -> evaluate
+-> predict -> export (ONNX, checked against PyTorch). Toy settings (``configs/demo.yaml``: a tiny
+backbone at RANDOM INIT, nothing downloaded), which the summary states.
 
 The synthetic data's achievable r per dimension is known, so the demo also writes ``comparison.csv``:
 the val r the model reached, its bootstrap interval, the achievable r and the noise ceiling that the
@@ -17,14 +19,18 @@ import torch
 
 from perception_shared.config import load_config, resolve_config_path
 from perception_shared.distributed import init_distributed
+from perception_shared.errors import DataError
 from perception_shared.jsonio import write_json
 
 from . import __version__
 from .config import RatingConfig
-from .evaluate import evaluate_checkpoint
+from .evaluate import evaluate_run
+from .export import export_run
 from .predict import predict_images
+from .report import TOY_NOTE
 from .synthetic import EASY_DIMENSIONS, make_synthetic
 from .train import train
+from .validate import validate_data
 
 DEMO_IMAGES = 300
 DEMO_SIZE = 64
@@ -54,13 +60,17 @@ def _run_demo(out: Path, device: str, config: str, overrides: list[str]) -> dict
     syn = make_synthetic(out / "data", n_images=DEMO_IMAGES, size=DEMO_SIZE, n_raters=DEMO_RATERS, seed=0)
     sets = [f"data.root={syn.root}", f"data.n_raters={DEMO_RATERS}", *overrides]
     cfg = load_config(RatingConfig, resolve_config_path("image_rating", config), sets)
+    validation = validate_data(cfg.data)
+    write_json(out / "validate_data.json", validation.to_dict())
+    if not validation.ok:
+        raise DataError("the demo's synthetic data fail validate-data: " + "; ".join(validation.problems[:3]))
     ctx = init_distributed(device)
     result = train(cfg, run_dir=out / "run", ctx=ctx)
-    best = result.outputs["best_model"]
-    metrics = evaluate_checkpoint(best, split="val", out_dir=out / "evaluation", ctx=ctx)
+    metrics = evaluate_run(result.run_dir, split="val", out_dir=out / "evaluation", ctx=ctx)
     sample = syn.root / "predict_list.txt"  # a file list, paths relative to the list's folder
     sample.write_text("".join(f"images/{p.name}\n" for p in sorted(syn.images_dir.iterdir())[:8]))
-    predictions = predict_images(best, [sample], out_csv=out / "predictions.csv", device=device)
+    predictions = predict_images(result.run_dir, [sample], out_csv=out / "predictions.csv", device=device)
+    exported = export_run(result.run_dir, fmt="onnx", out=out / "export" / "model.onnx")
 
     truth = json.loads(syn.truth_json.read_text())["dimensions"]
     per_dim = metrics["per_dimension"]
@@ -80,10 +90,15 @@ def _run_demo(out: Path, device: str, config: str, overrides: list[str]) -> dict
         "package": "image-rating",
         "version": __version__,
         "seconds": round(time.time() - start, 1),
+        "settings": TOY_NOTE if cfg.toy else "research config",
+        "weights": metrics["weights"],
         "outputs": {
             "data": str(syn.root),
+            "validate_data": str(out / "validate_data.json"),
             "run_dir": str(result.run_dir),
-            "best_model": str(best),
+            "best_model": str(result.outputs["best_model"]),
+            "manifest": str(result.run_dir / "manifest.json"),
+            "onnx": exported["model"],
             "per_dimension_performance": str(result.outputs["per_dimension_csv"]),
             "evaluation": str(out / "evaluation" / "metrics.json"),
             "predictions": str(out / "predictions.csv"),
@@ -98,6 +113,8 @@ def _run_demo(out: Path, device: str, config: str, overrides: list[str]) -> dict
             "val_brightness_pearson_r": per_dim["Brightness"]["pearson_r"],
             "achievable_brightness_r": truth["Brightness"]["achievable_r"],
             "n_predicted_images": len(predictions),
+            "validate_data_ms_per_image": validation.to_dict()["ms_per_image"],
+            "onnx_max_abs_diff": max(c["max_abs_diff"] for c in exported["verification"]["checks"]),
         },
     }
     write_json(out / "summary.json", summary)
@@ -107,8 +124,8 @@ def _run_demo(out: Path, device: str, config: str, overrides: list[str]) -> dict
 def format_summary(summary: dict[str, Any], comparison_csv: str | Path) -> str:
     m = summary["metrics"]
     lines = [
-        f"image-rating demo finished in {summary['seconds']:.0f} s "
-        f"({m['epochs']} epochs, tiny backbone at random initialization, synthetic data)",
+        f"image-rating demo: wall time {summary['seconds']:.1f} s",
+        f"{summary['settings']}: {m['epochs']} epochs on synthetic data; backbone {summary['weights']}",
         f"val split ({m['n_val_images']} images): mean r over 14 dimensions {m['val_mean_pearson_r']:.3f}, "
         f"easy dimensions {m['val_easy_dims_mean_pearson_r']:.3f}, Brightness {m['val_brightness_pearson_r']:.3f} "
         f"(achievable {m['achievable_brightness_r']:.3f})",
@@ -118,5 +135,8 @@ def format_summary(summary: dict[str, Any], comparison_csv: str | Path) -> str:
         lines.append(
             f"  {row.dimension:16s} {row.pearson_r:6.3f} [{row.r_ci_low:6.3f}, {row.r_ci_high:6.3f}]  {row.achievable_r:.3f}"
         )
+    lines.append(
+        f"ONNX export: {summary['outputs']['onnx']} (max |ONNX - PyTorch| {m['onnx_max_abs_diff']:.2g} rating units)"
+    )
     lines.append(f"summary: {Path(summary['outputs']['comparison']).parent / 'summary.json'}")
     return "\n".join(lines)

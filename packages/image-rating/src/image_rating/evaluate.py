@@ -2,10 +2,16 @@
 
 Writes, into ``<run_dir>/evaluation_<split>/`` by default:
 
-* ``metrics.json``: ``n_samples``, the checkpoint, split, backbone and weights source, the means over
-  dimensions and every dimension's metrics (see ``report``);
+* ``metrics.json``: ``n_samples``, the checkpoint, split, backbone, the weights the run started from
+  (identifier, source, sha256, or RANDOM INIT), the preprocessing, the means over dimensions and every
+  dimension's metrics (see ``report``);
 * ``per_dimension_metrics.csv`` / ``.png``; ``predictions.csv`` (observed and predicted mean rating per
   image); ``scatter.png``.
+
+On the run's own split (``val``/``train``) the data must be those the run was trained on: their hashes
+are compared with the run's ``manifest.json`` and a difference is an error unless ``allow_data_mismatch``
+(then it is recorded in ``metrics.json``). ``--split all`` on another data set (a held-out test set) is
+a new data set on purpose and is not compared.
 
 Runs under torchrun too: each rank predicts its share (``EvalSampler``), ``gather_by_index`` puts the
 predictions in dataset order, and rank 0 computes and writes everything, so each image counts once.
@@ -22,21 +28,31 @@ import torch
 from torch import nn
 
 from perception_shared.badinput import BadInputPolicy
-from perception_shared.checkpoint import BEST, load_checkpoint
+from perception_shared.checkpoint import load_checkpoint
+from perception_shared.cli import resolve_run
 from perception_shared.config import config_from_dict
 from perception_shared.distributed import DistContext, broadcast_object, gather_by_index, init_distributed
 from perception_shared.errors import CheckpointError, UserError
 from perception_shared.jsonio import json_ready, write_json
 from perception_shared.logging import get_logger, progress
+from perception_shared.manifest import check_same_data, describe_data, load_manifest
 from perception_shared.samplers import make_eval_loader
 
 from . import __version__
-from .config import RatingConfig
+from .config import DataConfig, RatingConfig
 from .data import RatingImageDataset, RatingsTable, apply_split, load_ratings
 from .models import RatingModel, build_model
-from .report import per_dimension_metrics, plot_per_dimension, plot_scatter, predictions_frame, summary_means
+from .report import (
+    TOY_NOTE,
+    describe_weights,
+    per_dimension_metrics,
+    plot_per_dimension,
+    plot_scatter,
+    predictions_frame,
+    summary_means,
+)
 from .scaler import TargetScaler
-from .transforms import build_eval_transform
+from .transforms import Preprocessing, build_eval_transform
 
 log = get_logger("image_rating.evaluate")
 SPLITS = ("val", "train", "all")
@@ -66,45 +82,43 @@ def run_inference(
 
 @dataclass
 class TrainedModel:
-    """A model rebuilt from a checkpoint, with what it needs to turn outputs into ratings."""
+    """A model rebuilt from a checkpoint, with what it needs to turn images into ratings."""
 
     model: RatingModel
     config: RatingConfig
     scaler: TargetScaler
     split: dict[str, list[str]]
     checkpoint: Path
+    run_dir: Path
     epoch: int
+    preprocessing: Preprocessing
+    weights: dict[str, Any]  # the backbone weights the run started from (WeightsSource.to_dict())
+
+    @property
+    def toy(self) -> bool:
+        return self.config.toy
 
 
-def resolve_checkpoint(run_or_checkpoint: str | Path) -> Path:
-    """A checkpoint file as given, or a run directory's ``best_model.pth``."""
-    p = Path(run_or_checkpoint)
-    if p.is_dir():
-        p = p / BEST
-        if not p.is_file():
-            raise CheckpointError(f"run directory {p.parent} has no {BEST} (give --checkpoint to pick another file)")
-    return p
+def load_trained(run: str | Path, device: torch.device | str = "cpu") -> TrainedModel:
+    """Rebuild the model of a run directory (its best checkpoint, see ``resolve_run``) or checkpoint file.
 
-
-def load_trained(checkpoint: str | Path, device: torch.device | str = "cpu") -> TrainedModel:
-    """Rebuild the model from the config saved in ``checkpoint`` and load its weights (``weights_only``)."""
-    path = resolve_checkpoint(checkpoint)
+    The config, scaler, preprocessing and weights record come from the checkpoint (``weights_only``);
+    the backbone is built without pretrained weights, since the checkpoint holds every weight.
+    """
+    ref = resolve_run(run)
+    path = ref.checkpoint
     state = load_checkpoint(path)
     extra = state.get("extra") or {}
-    if not isinstance(state.get("config"), dict) or "scaler" not in extra or "model" not in state:
+    needed = ("scaler", "preprocessing", "weights")
+    if not isinstance(state.get("config"), dict) or "model" not in state or any(k not in extra for k in needed):
         raise CheckpointError(
-            f"checkpoint {path} is not an image-rating checkpoint (no config, model or target scaler)"
+            f"checkpoint {path} is not an image-rating checkpoint of version 0.2 or later "
+            "(no config, model, target scaler, preprocessing or weights record)"
         )
     cfg = config_from_dict(RatingConfig, state["config"], f"the config saved in {path}")
     scaler = TargetScaler.from_dict(extra["scaler"], f"the target scaler saved in {path}")
-    model = build_model(
-        cfg.model.backbone,
-        len(scaler.dimensions),
-        None,  # the checkpoint holds every weight; the original weights file is not needed
-        hidden=cfg.model.hidden,
-        dropout=cfg.model.dropout,
-        image_size=cfg.data.image_size,
-    )
+    pre = Preprocessing.from_dict(extra["preprocessing"])
+    model, _ = build_model(cfg.model, len(scaler.dimensions), image_size=pre.image_size, pretrained=False)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
@@ -114,7 +128,19 @@ def load_trained(checkpoint: str | Path, device: torch.device | str = "cpu") -> 
         model.to(memory_format=torch.channels_last)
     split = extra.get("split") or {"train": [], "val": []}
     log.info("model: %s from %s (epoch %s)", cfg.model.backbone, path, state.get("epoch"))
-    return TrainedModel(model, cfg, scaler, split, path, int(state.get("epoch", 0)))
+    return TrainedModel(
+        model, cfg, scaler, split, path, ref.run_dir, int(state.get("epoch", 0)), pre, dict(extra["weights"])
+    )
+
+
+def check_training_data(trained: TrainedModel, data: DataConfig, allow: bool) -> list[str]:
+    """Differences between ``data`` and the data the run's manifest recorded (empty: the same files).
+
+    Raises ``DataMismatchError`` naming them unless ``allow``; a run without a manifest is an error too.
+    """
+    manifest = load_manifest(trained.run_dir, missing_ok=True)
+    current = {"data": {"ratings_csv": describe_data(data.csv_path), "images": describe_data(data.images_path)}}
+    return check_same_data({str(trained.run_dir): manifest, "the data evaluated now": current}, allow=allow)
 
 
 def _select(table: RatingsTable, split: dict[str, list[str]], which: str, source: str) -> RatingsTable:
@@ -126,8 +152,8 @@ def _select(table: RatingsTable, split: dict[str, list[str]], which: str, source
     return train if which == "train" else val
 
 
-def evaluate_checkpoint(
-    checkpoint: str | Path,
+def evaluate_run(
+    run: str | Path,
     *,
     split: str = "val",
     data_root: str | Path | None = None,
@@ -137,24 +163,32 @@ def evaluate_checkpoint(
     num_workers: int | None = None,
     n_boot: int | None = None,
     skip_bad: bool = False,
+    allow_data_mismatch: bool = False,
     ctx: DistContext | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` (or a run directory's best model) and write the files listed above.
+    """Evaluate a run (its directory: the best checkpoint; or a checkpoint file) and write the files above.
 
-    ``split``: ``val`` / ``train`` (the split stored in the checkpoint) or ``all`` (every valid row of the
-    CSV, e.g. a separate test set given with ``data_root``). Returns the metrics dict (on every rank).
+    ``split``: ``val`` / ``train`` (the split stored in the checkpoint, on the run's data, checked
+    against its manifest) or ``all`` (every valid row of the CSV, e.g. a separate test set given with
+    ``data_root``). Returns the metrics dict (on every rank).
     """
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)}; got {split!r}")
     ctx = ctx or init_distributed(device)
-    trained = load_trained(checkpoint, ctx.device)
+    trained = load_trained(run, ctx.device)
     cfg = trained.config
     data = cfg.data if data_root is None else dataclasses.replace(cfg.data, root=Path(data_root))
+    differences: list[str] = []
+    if split != "all":
+        differences = broadcast_object(check_training_data(trained, data, allow_data_mismatch) if ctx.is_main else [])
+        for d in differences:
+            log.warning("evaluating on other data than the run was trained on (--allow-data-mismatch): %s", d)
     policy = BadInputPolicy(skip=skip_bad)
     table = load_ratings(data, policy, dimensions=list(trained.scaler.dimensions))
     table = _select(table, trained.split, split, str(trained.checkpoint))
 
-    dataset = RatingImageDataset(table.paths, None, build_eval_transform(data), decode_min_size=data.resize_size)
+    pre = trained.preprocessing
+    dataset = RatingImageDataset(table.paths, None, build_eval_transform(pre), decode_min_size=pre.resize_size)
     loader = make_eval_loader(
         dataset,
         batch_size or data.eval_batch_size,
@@ -166,7 +200,7 @@ def evaluate_checkpoint(
     if len(idx) != len(table):
         raise RuntimeError(f"evaluated {len(idx)} images but the {split} split has {len(table)}")
     pred = trained.scaler.inverse_transform(z.double().numpy())
-    out = Path(out_dir) if out_dir is not None else trained.checkpoint.parent / f"evaluation_{split}"
+    out = Path(out_dir) if out_dir is not None else trained.run_dir / f"evaluation_{split}"
     boot = cfg.eval.n_boot if n_boot is None else n_boot
     result: dict[str, Any] = {}
     if ctx.is_main:
@@ -189,15 +223,19 @@ def evaluate_checkpoint(
             "checkpoint": str(trained.checkpoint),
             "epoch": trained.epoch,
             "backbone": cfg.model.backbone,
-            "weights": cfg.model.pretrained_path or "random initialization",
+            "weights": describe_weights(trained.weights),
+            "weights_record": trained.weights,
+            "preprocessing": pre.to_dict(),
+            "settings": TOY_NOTE if trained.toy else "research config",
+            "selection": f"best epoch by {cfg.loop.monitor} ({cfg.loop.mode})",
             "ratings_csv": str(data.csv_path),
             "images_dir": str(data.images_path),
+            "data_differences": differences,
             "skipped_rows": policy.count,
             "bootstrap": {"n_boot": boot, "confidence": cfg.eval.confidence, "method": "percentile, images resampled"},
             "mean_over_dimensions": dict(means),
             "per_dimension": {
-                row["dimension"]: {k: v for k, v in row.items() if k != "dimension"}
-                for row in df.to_dict("records")
+                row["dimension"]: {k: v for k, v in row.items() if k != "dimension"} for row in df.to_dict("records")
             },
         }
         if split == "val":
@@ -207,21 +245,24 @@ def evaluate_checkpoint(
         result = json_ready(result)  # plain numbers; NaN (r of a constant column) becomes null
         write_json(out / "metrics.json", result)
         df.to_csv(out / "per_dimension_metrics.csv", index=False, float_format="%.6g")
-        title = f"{cfg.model.backbone}, {split} split (n={len(idx)})"
+        title = f"{describe_weights(trained.weights)}\n{split} split (n={len(idx)})" + (
+            f"; {TOY_NOTE}" if trained.toy else ""
+        )
         plot_per_dimension(df, out / "per_dimension_metrics.png", title)
         plot_scatter(pred, table.means, table.dimensions, out / "scatter.png", title)
         predictions_frame(table.names, pred, table.dimensions, table.means).to_csv(
             out / "predictions.csv", index=False, float_format="%.8g"
         )
         log.info(
-            "%s split: %d images; mean over %d dimensions: r %.3f, MAE %.3f, RMSE %.3f -> %s",
+            "%s split: %d images; mean over %d dimensions: r %.3f, MAE %.3f, RMSE %.3f; backbone %s%s -> %s",
             split,
             len(idx),
             len(table.dimensions),
             means["pearson_r"],
             means["mae"],
             means["rmse"],
+            describe_weights(trained.weights),
+            f"; {TOY_NOTE}" if trained.toy else "",
             out,
         )
     return broadcast_object(result)
-

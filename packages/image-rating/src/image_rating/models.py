@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,18 +9,28 @@ import timm
 import torch
 from torch import nn
 
-from perception_shared.errors import ConfigError, WeightsError
-from perception_shared.weights import load_pretrained
+from perception_shared.pretrained import WeightsSource, create_timm_model, preprocessing_for
 
-# The backbones the research configs use; any other timm model name works too.
-BACKBONES = ("resnet50", "resnet101", "efficientnet_b0", "efficientnet_b3", "vit_base_patch16_224")
+from .config import ModelConfig
+
+PACKAGE = "image-rating"
+WEIGHTS_KEY = "model.weights_file"
+# The research configs' backbones, by the identifier of their ImageNet weights (timm 1.0's default tag
+# for each architecture); any other timm name with its tag works too.
+BACKBONES = (
+    "resnet50.a1_in1k",
+    "resnet101.a1h_in1k",
+    "efficientnet_b0.ra_in1k",
+    "efficientnet_b3.ra2_in1k",
+    "vit_base_patch16_224.augreg2_in21k_ft_in1k",
+)
 
 
 class RatingModel(nn.Module):
     """``(B, 3, H, W)`` normalized images -> ``(B, D)`` standardized ratings.
 
-    The backbone is built with ``num_classes=0``, so it returns its globally pooled features ``(B, F)``
-    (average pooling for CNNs, the class token for ViTs). The head is
+    The backbone returns its globally pooled features ``(B, F)`` (average pooling for CNNs, the class
+    token for ViTs; its classifier is removed). The head is
     ``Linear(F, h0) -> ReLU -> Dropout -> Linear(h0, h1) -> ReLU -> Dropout -> Linear(h1, D)``.
     """
 
@@ -48,58 +57,46 @@ class RatingModel(nn.Module):
         return self.head(self.backbone(images))
 
 
-def check_backbone_name(name: str) -> None:
-    """An unknown timm name is a ConfigError that suggests the closest known names."""
-    if timm.is_model(name):
-        return
-    close = difflib.get_close_matches(name, timm.list_models(), n=6, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise ConfigError(
-        f"unknown backbone {name!r}: not a timm model name{hint} (timm.list_models() lists them all; "
-        f"the research configs use {', '.join(BACKBONES)})"
-    )
-
-
 def build_model(
-    backbone: str,
+    cfg: ModelConfig,
     num_outputs: int = 14,
-    pretrained_path: str | Path | None = None,
     *,
-    hidden: Sequence[int] = (512, 256),
-    dropout: float = 0.5,
     image_size: int | None = None,
-) -> RatingModel:
-    """Build ``RatingModel`` around the timm model ``backbone`` (always ``pretrained=False``).
+    pretrained: bool | None = None,
+    weights_file: str | Path | None = None,
+) -> tuple[RatingModel, WeightsSource]:
+    """``RatingModel`` around the timm backbone ``cfg.backbone``; returns it with the record of its weights.
 
-    ``pretrained_path``: a local weights file for the backbone in timm's naming (its classifier keys,
-    e.g. ``fc.*`` or ``head.*``, are ignored); every backbone tensor must be in the file with the right
-    shape. Without it the backbone is randomly initialized. ``image_size`` is passed to backbones with a
-    fixed input size (ViTs) so that their position embeddings fit.
+    With ``pretrained`` (default ``cfg.pretrained``) the backbone's weights come through
+    ``perception_shared.pretrained.create_timm_model`` from ``weights_file`` (default
+    ``cfg.weights_file``), the hub or torch hub caches, or a download; they must cover every backbone
+    tensor: the backbone is built with its ImageNet classifier, so timm loads the file strictly (a file
+    as published, classifier included; timm would skip missing keys silently when the classifier is
+    dropped first), and the classifier is removed afterwards. ``pretrained=False`` initializes randomly (``WeightsSource`` kind
+    ``random``); ``evaluate`` and ``predict`` use it since a checkpoint holds every weight. ``image_size``
+    goes to backbones with a fixed input size (ViTs), whose position embeddings timm then resamples.
     """
-    check_backbone_name(backbone)
+    use_pretrained = cfg.pretrained if pretrained is None else pretrained
+    file = (weights_file if weights_file is not None else cfg.weights_file) if use_pretrained else None
     kwargs = {}
     if image_size is not None:
-        cfg = timm.models.get_pretrained_cfg(backbone)
-        if cfg is not None and cfg.fixed_input_size and tuple(cfg.input_size[-2:]) != (image_size, image_size):
+        native = preprocessing_for(cfg.backbone)["input_size"][-1]  # also rejects unknown names, naming close ones
+        arch = timm.models.get_pretrained_cfg(cfg.backbone)
+        if arch is not None and arch.fixed_input_size and native != image_size:
             kwargs["img_size"] = image_size
-    net = timm.create_model(backbone, pretrained=False, num_classes=0, **kwargs)
-    if pretrained_path is not None:
-        _load_backbone_weights(net, backbone, Path(pretrained_path))
-    return RatingModel(net, net.num_features, num_outputs, hidden, dropout)
-
-
-def _load_backbone_weights(net: nn.Module, backbone: str, path: Path) -> None:
-    result = load_pretrained(net, path, strict=False)
-    classifier = getattr(net, "pretrained_cfg", {}).get("classifier") or "fc"
-    prefixes = (classifier,) if isinstance(classifier, str) else tuple(classifier)
-    unexpected = [k for k in result["unexpected"] if not k.startswith(tuple(p + "." for p in prefixes))]
-    problems = []
-    if result["missing"]:
-        problems.append(f"{len(result['missing'])} backbone tensor(s) missing, e.g. {', '.join(result['missing'][:5])}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s), e.g. {', '.join(unexpected[:5])}")
-    if problems:
-        raise WeightsError(f"weights file {path} does not fit backbone {backbone}: " + "; ".join(problems))
+    if not use_pretrained:
+        kwargs["num_classes"] = 0
+    net, source = create_timm_model(
+        cfg.backbone,
+        pretrained=use_pretrained,
+        file=file,
+        package=PACKAGE,
+        config_key=WEIGHTS_KEY,
+        **kwargs,
+    )
+    if use_pretrained:  # loaded strictly with the classifier; the rating head replaces it
+        net.reset_classifier(0)
+    return RatingModel(net, net.num_features, num_outputs, cfg.hidden, cfg.dropout), source
 
 
 def param_groups(model: RatingModel, lr: float, weight_decay: float, backbone_lr_scale: float = 1.0) -> list[dict]:

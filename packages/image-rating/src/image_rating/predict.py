@@ -10,7 +10,6 @@ count, mean, sd, min, median and max of the predictions.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -22,8 +21,9 @@ from perception_shared.errors import DataError
 from perception_shared.logging import get_logger
 from perception_shared.samplers import make_eval_loader
 
-from .data import RatingImageDataset, decode_problem, list_images
+from .data import RatingImageDataset, list_images, probe_images
 from .evaluate import load_trained, run_inference
+from .report import TOY_NOTE, describe_weights
 from .transforms import build_eval_transform
 
 log = get_logger("image_rating.predict")
@@ -46,7 +46,7 @@ def summary_frame(predictions: pd.DataFrame, dimensions: Sequence[str]) -> pd.Da
 
 
 def predict_images(
-    checkpoint: str | Path,
+    run: str | Path,
     inputs: Sequence[str | Path],
     *,
     out_csv: str | Path | None = None,
@@ -55,26 +55,29 @@ def predict_images(
     num_workers: int = 0,
     skip_bad: bool = False,
 ) -> pd.DataFrame:
-    """Predicted ratings (rating units) for the images in ``inputs``; written to ``out_csv`` when given.
+    """Predicted ratings (rating units) for the images in ``inputs`` by the model of ``run`` (a run
+    directory, whose best checkpoint is used, or a checkpoint file); written to ``out_csv`` when given.
 
     Unreadable images fail with one error listing them all, or with ``skip_bad`` are skipped and counted.
     """
     dev = resolve_device(device)
-    trained = load_trained(checkpoint, dev)
+    trained = load_trained(run, dev)
     dims = list(trained.scaler.dimensions)
     paths = list_images(inputs)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        problems = list(pool.map(decode_problem, paths))
+    probes = probe_images(paths)
     policy = BadInputPolicy(skip=skip_bad)
-    policy.report_all("predict inputs", [(p, m) for p, m in zip(paths, problems) if m], len(paths), "images")
-    paths = [p for p, m in zip(paths, problems) if not m]
+    policy.report_all("predict inputs", [(p.path, p.problem) for p in probes if p.problem], len(paths), "images")
+    paths = [p.path for p in probes if not p.problem]
     if not paths:
         raise DataError("every input image is unreadable; nothing to predict")
 
-    data = trained.config.data
-    dataset = RatingImageDataset(paths, None, build_eval_transform(data), decode_min_size=data.resize_size)
+    pre = trained.preprocessing
+    dataset = RatingImageDataset(paths, None, build_eval_transform(pre), decode_min_size=pre.resize_size)
     loader = make_eval_loader(
-        dataset, batch_size or data.eval_batch_size, num_workers=num_workers, pin_memory=dev.type == "cuda"
+        dataset,
+        batch_size or trained.config.data.eval_batch_size,
+        num_workers=num_workers,
+        pin_memory=dev.type == "cuda",
     )
     idx, z = run_inference(trained.model, loader, dev, desc="predict")
     ratings = trained.scaler.inverse_transform(z[torch.argsort(idx)].double().numpy())
@@ -86,9 +89,11 @@ def predict_images(
         df.to_csv(out, index=False, float_format="%.8g")
         summary_frame(df, dims).to_csv(out.with_name(out.stem + "_summary.csv"), index=False, float_format="%.6g")
         log.info(
-            "predicted %d image(s) with %s -> %s%s",
+            "predicted %d image(s) with %s (backbone %s%s) -> %s%s",
             len(df),
             trained.checkpoint,
+            describe_weights(trained.weights),
+            f"; {TOY_NOTE}" if trained.toy else "",
             out,
             f"; {policy.summary()}" if policy.count else "",
         )

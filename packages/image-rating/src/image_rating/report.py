@@ -16,12 +16,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from perception_shared.metrics import bootstrap_ci, mae, pearson_r, rmse
 from perception_shared.plotting import plt
+from perception_shared.pretrained import WeightsSource
+
+TOY_NOTE = "TOY SETTINGS (demo/test config, not a research result)"
+
+
+def describe_weights(weights: dict[str, Any] | WeightsSource) -> str:
+    """One line for logs and reports: the identifier, where the file came from and its sha256, or RANDOM INIT."""
+    w = weights.to_dict() if isinstance(weights, WeightsSource) else weights
+    if not w.get("pretrained", w.get("kind") != "random"):
+        return f"{w['identifier']}: RANDOM INIT (pretrained: false; no ImageNet weights)"
+    return f"{w['identifier']} from {w['kind']} {w['path']} (sha256 {w['sha256']})"
 
 
 def noise_ceiling_r(means: np.ndarray, sds: np.ndarray, n_raters: int) -> np.ndarray:

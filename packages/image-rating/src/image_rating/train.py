@@ -6,16 +6,25 @@ A run directory (``outputs/run_YYYYMMDD_HHMMSS/`` by default) gets, besides what
 * ``split.json``: the train/val image names (reused on resume, or by another run via ``data.split_file``);
 * ``target_scaler.json``: per-dimension mean and sd of the training ratings;
 * ``per_dimension_performance.csv`` / ``.png``: Pearson r (bootstrap interval), MAE and RMSE per
-  dimension on the val split, in rating units, for ``best_model.pth``; ``val_predictions.csv``.
+  dimension on the val split, in rating units, for ``best_model.pth``; ``val_predictions.csv``;
+* ``manifest.json`` (written by the ``Trainer``): command line, config, versions, git state, the data
+  files with their hashes, the backbone weights (identifier, source, sha256), seeds, device, times.
 
-The checkpoints also hold the scaler and the split (``state["extra"]``), so a checkpoint alone is
-enough for ``evaluate`` and ``predict``.
+The best epoch and early stopping follow ``loop.monitor``: by default the mean validation Pearson r
+over the dimensions (the study's rule; ``val/loss``, the standardized MSE, is the alternative).
+The backbone's weights are located before the data are read, so missing weights stop the run at once.
+The checkpoints also hold the scaler, the split, the preprocessing and the weights record
+(``state["extra"]``), so a checkpoint alone is enough for ``evaluate``, ``predict`` and ``export``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +39,11 @@ from perception_shared.distributed import DistContext, gather_by_index, init_dis
 from perception_shared.errors import ConfigError
 from perception_shared.logging import get_logger, setup_logging
 from perception_shared.metrics import mae, pearson_r, rmse
+from perception_shared.pretrained import (
+    check_against_manifest,
+    load_weights_manifest,
+    locate_weights,
+)
 from perception_shared.runs import prepare_run_dir
 from perception_shared.samplers import make_eval_loader, make_train_loader
 from perception_shared.seed import seed_everything
@@ -48,15 +62,20 @@ from .data import (
     save_split,
 )
 from .evaluate import run_inference
-from .models import RatingModel, build_model, param_groups
-from .report import per_dimension_metrics, plot_per_dimension, predictions_frame
+from .models import PACKAGE, WEIGHTS_KEY, RatingModel, build_model, param_groups
+from .report import TOY_NOTE, describe_weights, per_dimension_metrics, plot_per_dimension, predictions_frame
 from .scaler import SCALER_JSON, TargetScaler
-from .transforms import build_eval_transform, build_train_transform
+from .transforms import build_eval_transform, build_train_transform, resolve_preprocessing
 
 log = get_logger("image_rating.train")
 PER_DIMENSION_CSV = "per_dimension_performance.csv"
 PER_DIMENSION_PNG = "per_dimension_performance.png"
 VAL_PREDICTIONS_CSV = "val_predictions.csv"
+
+
+def weights_manifest_path() -> Path:
+    """The package's manifest of published weights hashes (``weights_manifest.json``)."""
+    return Path(str(resources.files("image_rating") / "weights_manifest.json"))
 
 
 def build_optimizer(cfg: OptimConfig, model: RatingModel) -> torch.optim.Optimizer:
@@ -137,8 +156,12 @@ def train(
     device: str = "auto",
     skip_bad: bool = False,
     ctx: DistContext | None = None,
+    argv: list[str] | None = None,
 ) -> TrainResult:
-    """Train a rating model with ``cfg`` (see the module docstring for what the run directory holds)."""
+    """Train a rating model with ``cfg`` (see the module docstring for what the run directory holds).
+
+    ``argv``: the command line to record in ``manifest.json`` (default: this process's).
+    """
     ctx = ctx or init_distributed(device)
     run = prepare_run_dir(output_dir, run_dir)
     setup_logging(run)
@@ -146,11 +169,52 @@ def train(
     log.info(
         "image-rating %s: run directory %s, device %s, %d process(es)", __version__, run, ctx.device, ctx.world_size
     )
+    if cfg.toy:
+        log.warning(
+            "%s: tiny model, random initialization and few epochs; the numbers check the pipeline only", TOY_NOTE
+        )
+
+    pre, overrides = resolve_preprocessing(cfg.model, cfg.data)
+    for line in overrides:  # only pretrained weights have statistics that the inputs should match
+        log.log(
+            logging.WARNING if cfg.model.pretrained else logging.INFO,
+            "preprocessing differs from the weights' pretrained config: %s",
+            line,
+        )
+    # The resolved values go into the saved config, so config.yaml says what the run used.
+    cfg = dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(
+            cfg.data,
+            image_size=pre.image_size,
+            resize_size=pre.resize_size,
+            interpolation=pre.interpolation,  # type: ignore[arg-type]
+            mean=pre.mean,
+            std=pre.std,
+        ),
+    )
+    log.info(
+        "preprocessing (%s): resize %d (%s), crop %d, mean %s, std %s",
+        pre.source,
+        pre.resize_size,
+        pre.interpolation,
+        pre.image_size,
+        list(pre.mean),
+        list(pre.std),
+    )
+
+    if cfg.model.pretrained:  # before the data: missing weights must stop the run before minutes of image checks
+        locate_weights(cfg.model.backbone, cfg.model.weights_file, package=PACKAGE, config_key=WEIGHTS_KEY)
 
     policy = BadInputPolicy(skip=skip_bad)
     table = load_ratings(cfg.data, policy)
     if policy.count:
         log.warning("%s", policy.summary())
+    model, weights = build_model(cfg.model, len(table.dimensions), image_size=pre.image_size)
+    log.info("backbone weights: %s", describe_weights(weights))
+    mismatch = check_against_manifest(weights, load_weights_manifest(weights_manifest_path()))
+    if mismatch:
+        log.warning("backbone weights: %s", mismatch)
     split = _resolve_split(cfg, table, run, ctx)
     train_table, val_table = apply_split(table, split, "the split")
     scaler_path = run / SCALER_JSON
@@ -174,10 +238,10 @@ def train(
     train_ds = RatingImageDataset(
         train_table.paths,
         scaler.transform(train_table.means),
-        build_train_transform(data, cfg.augment),
-        decode_min_size=data.resize_size,
+        build_train_transform(pre, cfg.augment),
+        decode_min_size=pre.resize_size,
     )
-    val_ds = RatingImageDataset(val_table.paths, None, build_eval_transform(data), decode_min_size=data.resize_size)
+    val_ds = RatingImageDataset(val_table.paths, None, build_eval_transform(pre), decode_min_size=pre.resize_size)
     pin = ctx.device.type == "cuda"
     train_loader = make_train_loader(
         train_ds, data.batch_size, seed=cfg.seed, num_workers=data.num_workers, drop_last=data.drop_last, pin_memory=pin
@@ -190,36 +254,20 @@ def train(
     val_loader = make_eval_loader(val_ds, data.eval_batch_size, num_workers=data.num_workers, pin_memory=pin)
     val_z = scaler.transform(val_table.means)
 
-    model = build_model(
-        cfg.model.backbone,
-        len(table.dimensions),
-        cfg.model.pretrained_path,
-        hidden=cfg.model.hidden,
-        dropout=cfg.model.dropout,
-        image_size=data.image_size,
-    )
     channels_last = ctx.device.type == "cuda"  # faster convolutions under autocast on GPUs
     if channels_last:
         model.to(memory_format=torch.channels_last)
     n_params = sum(p.numel() for p in model.parameters())
-    weights = cfg.model.pretrained_path or "random initialization (no model.pretrained_path)"
+    log.info("model: %s backbone + head %s, %.1fM parameters", cfg.model.backbone, cfg.model.hidden, n_params / 1e6)
     log.info(
-        "model: %s backbone + head %s, %.1fM parameters; backbone weights: %s",
-        cfg.model.backbone,
-        cfg.model.hidden,
-        n_params / 1e6,
-        weights,
+        "best epoch and early stopping: %s (%s), patience %s",
+        cfg.loop.monitor,
+        cfg.loop.mode,
+        cfg.loop.early_stopping_patience,
     )
     optimizer = build_optimizer(cfg.optim, model)
     scheduler, interval = build_scheduler(cfg.sched, optimizer, cfg.loop.epochs, cfg.loop.mode)
-
-    def step_fn(net: torch.nn.Module, batch: dict[str, Any], info: StepInfo) -> StepOutput:
-        images = batch["image"]
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        pred = net(images)
-        loss = F.mse_loss(pred.float(), batch["target"])
-        return StepOutput(loss=loss, n=float(len(images)))
+    step_fn = make_step_fn(channels_last)
 
     def val_predictions(net: torch.nn.Module) -> np.ndarray:
         idx, z = run_inference(net, val_loader, ctx.device, desc="validate")
@@ -245,6 +293,16 @@ def train(
         "dimensions": list(table.dimensions),
         "scaler": scaler.to_dict(),
         "split": {"train": list(split["train"]), "val": list(split["val"])},
+        "preprocessing": pre.to_dict(),
+        "weights": weights.to_dict(),
+        "toy": cfg.toy,
+    }
+    manifest_info = {
+        "argv": argv,
+        "data_paths": {"ratings_csv": data.csv_path, "images": data.images_path},
+        "weights": [weights],
+        "seeds": {"seed": cfg.seed, "split_seed": data.split_seed},
+        "extra": {"preprocessing": pre.to_dict(), "toy_settings": cfg.toy},
     }
     trainer = Trainer(
         model=model,
@@ -259,6 +317,7 @@ def train(
         scheduler=scheduler,
         scheduler_interval=interval,
         extra_state=extra,
+        manifest_info=manifest_info,
     )
     fit = trainer.fit(resume=resume, resume_from=resume_from)
 
@@ -288,21 +347,43 @@ def train(
     )
     if ctx.is_main:
         df.to_csv(outputs["per_dimension_csv"], index=False, float_format="%.6g")
-        title = f"{cfg.model.backbone}, val split (n={len(val_table)}), {chosen.name}"
+        title = f"{describe_weights(weights)}\nval split (n={len(val_table)}), {chosen.name}" + (
+            f"; {TOY_NOTE}" if cfg.toy else ""
+        )
         plot_per_dimension(df, outputs["per_dimension_png"], title)
         predictions_frame(val_table.names, pred, table.dimensions, val_table.means).to_csv(
             outputs["val_predictions"], index=False, float_format="%.8g"
         )
     r = df["pearson_r"].to_numpy()
     log.info(
-        "done after %d epoch(s)%s; %s (epoch %s) on val: mean r %.3f (min %.3f, max %.3f); %s",
+        "done after %d epoch(s)%s; %s (epoch %s, best %s %.4g) on val: mean r %.3f (min %.3f, max %.3f); "
+        "backbone %s%s; %s",
         fit.epochs_completed,
         " (early stop)" if fit.stopped_early else "",
         chosen.name,
         fit.best_epoch,
+        cfg.loop.monitor,
+        fit.best_metric if fit.best_metric is not None else float("nan"),
         float(np.nanmean(r)),
         float(np.nanmin(r)),
         float(np.nanmax(r)),
+        describe_weights(weights),
+        f"; {TOY_NOTE}" if cfg.toy else "",
         outputs["per_dimension_csv"],
     )
     return TrainResult(run, fit.epochs_completed, fit.best_epoch, fit.best_metric, fit.stopped_early, df, outputs)
+
+
+def make_step_fn(channels_last: bool) -> Callable[[torch.nn.Module, dict[str, Any], StepInfo], StepOutput]:
+    """The training step: MSE of the standardized predictions. It reads nothing back to the host (the
+    loss stays a device tensor; ``n`` is the batch length, known on the host), so a GPU never waits."""
+
+    def step_fn(net: torch.nn.Module, batch: dict[str, Any], info: StepInfo) -> StepOutput:
+        images = batch["image"]
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        pred = net(images)
+        loss = F.mse_loss(pred.float(), batch["target"])
+        return StepOutput(loss=loss, n=float(len(images)))
+
+    return step_fn

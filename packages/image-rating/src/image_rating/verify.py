@@ -1,5 +1,8 @@
-"""``verify-setup``: check packages, GPU, data files, CSV columns and rows, the backbone and one batch.
+"""``verify-setup``: everything a long job needs, checked in a minute before it is submitted.
 
+Packages, GPU, the preprocessing, where the backbone's weights would come from (without downloading),
+the data (``validate-data``'s checks), the backbone built with those weights, and one training batch.
+``validate-data`` stays the command for the data alone; this one adds the environment and the model.
 Each check is OK, WARN (works, but worth knowing, e.g. no GPU) or FAIL; any FAIL makes the command exit
 non-zero. Checks after a failed data check still run (the batch then uses random images), so one call
 shows every problem.
@@ -16,22 +19,16 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from perception_shared.badinput import BadInputPolicy
 from perception_shared.distributed import resolve_device
 from perception_shared.errors import UserError
+from perception_shared.pretrained import is_offline, locate_weights
 
 from .config import RatingConfig
-from .data import (
-    IMAGE_EXTENSIONS,
-    RatingImageDataset,
-    RatingsTable,
-    find_dimensions,
-    load_ratings,
-    load_split,
-    read_ratings_csv,
-)
+from .data import RatingImageDataset, list_images
 from .models import build_model
-from .transforms import build_train_transform
+from .report import describe_weights
+from .transforms import Preprocessing, build_train_transform, resolve_preprocessing
+from .validate import validate_data
 
 PACKAGES = (
     "torch",
@@ -91,72 +88,69 @@ def _attempt(name: str, fn: Callable[[], tuple[str, Any]]) -> tuple[Check, Any]:
 
 
 def verify_setup(cfg: RatingConfig, device: str = "auto", skip_bad: bool = False) -> list[Check]:
-    """Run every check with ``cfg``; returns them in order (nothing raises for a failed check)."""
+    """Run every check with ``cfg``; returns them in order (nothing raises for a failed check).
+
+    The data check is ``validate-data``'s (``validate.validate_data``); with ``skip_bad`` its bad rows are
+    a warning, as training would skip them.
+    """
     data = cfg.data
     checks = [_packages(), _gpu(device)]
 
-    def csv_columns() -> tuple[str, None]:
-        df = read_ratings_csv(data.csv_path)
-        dims = data.dimensions or find_dimensions(list(df.columns), data.mean_column)
-        if data.image_column not in df.columns:
-            raise UserError(f"{data.csv_path}: no image column {data.image_column!r}; columns: {', '.join(df.columns)}")
-        return f"{data.csv_path}: {len(df)} rows; {len(dims)} dimensions: {', '.join(dims)}", None
+    def preprocessing() -> tuple[str, Preprocessing]:
+        found, overrides = resolve_preprocessing(cfg.model, data)
+        extra = f"; differs from the weights: {'; '.join(overrides)}" if overrides and cfg.model.pretrained else ""
+        return (
+            f"crop {found.image_size}, resize {found.resize_size} ({found.interpolation}), mean {list(found.mean)}, "
+            f"std {list(found.std)} from the {found.source}{extra}",
+            found,
+        )
 
-    def images_folder() -> tuple[str, None]:
-        folder = data.images_path
-        if not folder.is_dir():
-            raise UserError(f"image folder {folder} does not exist")
-        n = sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        return f"{folder}: {n} image file(s)", None
+    check, pre = _attempt("preprocessing", preprocessing)
+    weights = _weights(cfg)
+    checks += [check, weights]
 
-    def rows() -> tuple[str, RatingsTable]:
-        policy = BadInputPolicy(skip=skip_bad)
-        table = load_ratings(data, policy)
-        how = "found and decoded" if data.check_images == "decode" else "found (not decoded: data.check_images=exists)"
-        skipped = f"; skipped {policy.count} bad row(s)" if policy.count else ""
-        return f"{len(table)} valid rows, every listed image {how}{skipped}", table
-
-    def split_file() -> tuple[str, None]:
-        split = load_split(data.split_file)  # type: ignore[arg-type]
-        return f"{data.split_file}: {len(split['train'])} train and {len(split['val'])} val images", None
+    report = validate_data(data)
+    summary = (
+        f"{report.csv}: {report.n_valid_rows} of {report.n_rows} rows valid, {len(report.dimensions)} dimensions; "
+        f"{report.n_decoded} image(s) decoded"
+    )
+    if report.ok:
+        checks.append(Check("data", "ok", summary))
+    else:
+        listed = "; ".join(report.problems[:5]) + (
+            f" (+{len(report.problems) - 5} more)" if len(report.problems) > 5 else ""
+        )
+        status = "warn" if skip_bad and report.n_valid_rows >= 2 else "fail"
+        checks.append(
+            Check("data", status, f"{summary}; {len(report.problems)} problem(s) (validate-data lists all): {listed}")
+        )
 
     def device_check() -> tuple[str, torch.device]:
         dev = resolve_device(device)
         return f"training would run on {dev}", dev
 
-    checks.append(_attempt("ratings CSV", csv_columns)[0])
-    checks.append(_attempt("image folder", images_folder)[0])
-    check, table = _attempt("rows and images", rows)
-    checks.append(check)
-    if data.split_file:
-        checks.append(_attempt("split file", split_file)[0])
     check, dev = _attempt("device", device_check)
     checks.append(check)
-    n_dims = len(table.dimensions) if table else len(data.dimensions) or data.num_dimensions or 14
+    n_dims = len(report.dimensions) or len(data.dimensions) or data.num_dimensions or 14
+    image_size = pre.image_size if pre is not None else 224
 
     def backbone() -> tuple[str, torch.nn.Module]:
         t0 = time.perf_counter()
-        model = build_model(
-            cfg.model.backbone,
-            n_dims,
-            cfg.model.pretrained_path,
-            hidden=cfg.model.hidden,
-            dropout=cfg.model.dropout,
-            image_size=data.image_size,
-        )
-        weights = cfg.model.pretrained_path or "random initialization (no model.pretrained_path)"
+        loaded = weights.status == "ok" and cfg.model.pretrained  # found here, so nothing is downloaded
+        model, source = build_model(cfg.model, n_dims, image_size=image_size, pretrained=loaded)
         n = sum(p.numel() for p in model.parameters()) / 1e6
         took = time.perf_counter() - t0
-        return f"{cfg.model.backbone}: {n:.1f}M parameters, weights: {weights}, built in {took:.1f} s", model
+        return f"{cfg.model.backbone}: {n:.1f}M parameters, {describe_weights(source)}, built in {took:.1f} s", model
 
     def one_batch() -> tuple[str, None]:
         b = min(data.batch_size, 4)
-        if table is not None:
-            ds = RatingImageDataset(table.paths[:b], None, build_train_transform(data, cfg.augment), data.resize_size)
+        files = list_images([data.images_path])[:b] if data.images_path.is_dir() and report.ok else []
+        if files and pre is not None:
+            ds = RatingImageDataset(files, None, build_train_transform(pre, cfg.augment), pre.resize_size)
             images = torch.stack([ds[i]["image"] for i in range(len(ds))])
             source = f"{len(ds)} real images"
         else:
-            images = torch.randn(b, 3, data.image_size, data.image_size)
+            images = torch.randn(b, 3, image_size, image_size)
             source = f"{b} random images (the data checks failed)"
         net = model.to(dev).train()
         t0 = time.perf_counter()
@@ -175,6 +169,23 @@ def verify_setup(cfg: RatingConfig, device: str = "auto", skip_bad: bool = False
     if model is not None and dev is not None:
         checks.append(_attempt("one batch", one_batch)[0])
     return checks
+
+
+def _weights(cfg: RatingConfig) -> Check:
+    """Where the backbone's weights would come from now, without downloading."""
+    if not cfg.model.pretrained:
+        return Check("weights", "warn", f"{cfg.model.backbone}: RANDOM INIT (model.pretrained: false)")
+    try:
+        source = locate_weights(
+            cfg.model.backbone, cfg.model.weights_file, allow_download=False, package="image-rating"
+        )
+    except UserError as e:
+        if is_offline():
+            return Check(
+                "weights", "fail", str(e).splitlines()[0] + " (HF_HUB_OFFLINE is set; see `image-rating weights`)"
+            )
+        return Check("weights", "warn", f"{cfg.model.backbone}: not cached here; training would download it")
+    return Check("weights", "ok", describe_weights(source))
 
 
 def format_report(checks: list[Check], title: str) -> str:

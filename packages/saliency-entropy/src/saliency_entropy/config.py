@@ -44,6 +44,10 @@ class DataConfig:
     split_seed: int = 0
     val_fraction: float = MIT1003_VAL_FRACTION
     image_size: list[int] = field(default_factory=lambda: [768, 1024])
+    # squash: every image resized to image_size (ood_image_size for CAT2000); keep: each image keeps its
+    # aspect ratio, scaled so that its longer side is the longer side of that size (MIT1003's own size,
+    # as DeepGaze evaluates), each side rounded to a multiple of model.saliency_map_factor
+    aspect: Literal["squash", "keep"] = "squash"
     cat2000_root: str = "data/CAT2000"
     cat2000_key: str = "fixLocs"
     ood_images: int = 50  # CAT2000 images evaluated, drawn per category with ood_seed
@@ -66,12 +70,18 @@ class DataConfig:
 class ModelConfig:
     """A DeepGaze IIE/III-style spatial saliency model (no scanpath history).
 
-    ``backbone`` is ``torchvision:<name>`` or ``timm:<name>``; ``layers`` are module names inside it
-    (``torch.nn.Module.named_modules``) whose outputs are read out. ``weights``: a local file of ImageNet
-    weights for the backbone; null means random initialization (stated in logs, metrics and reports).
+    ``backbone`` names the backbone's pretrained weights by their identifier
+    (``torchvision:DenseNet201_Weights.IMAGENET1K_V1``, or a timm name with its tag such as
+    ``timm:densenet201.tv_in1k``); with ``pretrained: false`` a bare architecture (``timm:resnet18``) is
+    enough and the backbone is randomly initialized (stated in logs, manifest and reports). Weights come
+    from ``weights_file`` (``train --weights PATH``), else the Hugging Face / torch hub caches, else a
+    download (``perception_shared.pretrained``); their mean and std come from the weights' own config.
+    ``layers`` are module names inside the backbone (``torch.nn.Module.named_modules``) read out.
     """
 
-    backbone: str = "torchvision:densenet201"
+    backbone: str = "torchvision:DenseNet201_Weights.IMAGENET1K_V1"
+    pretrained: bool = True
+    weights_file: str | None = None
     layers: list[str] = field(
         default_factory=lambda: [
             "features.denseblock4.denselayer32.norm1",
@@ -79,7 +89,6 @@ class ModelConfig:
             "features.denseblock4.denselayer31.conv2",
         ]
     )
-    weights: str | None = None
     downsample: int = 2  # input images are shrunk by this factor before the backbone
     readout_factor: int = 4  # readout grid = downsampled image / readout_factor
     saliency_map_factor: int = 4  # the finalizer works at image / saliency_map_factor
@@ -89,8 +98,13 @@ class ModelConfig:
     center_prior_grid: int = 128  # resolution of the center prior over the unit square
 
     def __post_init__(self) -> None:
-        if ":" not in self.backbone:
-            raise ValueError(f"model.backbone must be 'torchvision:<name>' or 'timm:<name>', got {self.backbone!r}")
+        if ":" not in self.backbone and "." not in self.backbone:
+            raise ValueError(
+                f"model.backbone must be a weights identifier ('torchvision:<Enum>.<member>' or 'timm:<name>.<tag>'), "
+                f"or with pretrained: false an architecture ('timm:resnet18'); got {self.backbone!r}"
+            )
+        if self.weights_file is not None and not self.pretrained:
+            raise ValueError("model.weights_file is set but model.pretrained is false")
         if not self.layers:
             raise ValueError("model.layers must name at least one backbone layer")
         if min(self.downsample, self.readout_factor, self.saliency_map_factor) < 1:
@@ -105,12 +119,20 @@ class EntropyConfig:
 
     The bias map is the model's density for ``n_samples`` near-uniform images (intensities cycled from
     ``intensities``, plus i.i.d. Gaussian pixel noise of ``noise_std`` drawn from ``seed``), averaged
-    as a mixture. H is computed every ``compute_every`` optimizer steps (and at every validation), in
-    nats over the full-resolution pixel grid; ``weight`` (lambda) 0 only logs it.
+    as a mixture; H is in nats over the full-resolution pixel grid.
+
+    Dose: the term enters the loss on the optimizer steps whose global number s (1-based) is a multiple
+    of ``compute_every``, a fraction f = 1 / compute_every of all steps, so the dose is
+    ``weight x f`` (the research configs: every step, f = 1). The schedule counts optimizer steps, which
+    every rank and world size agree on, and a resumed run continues the count: f, and the dose, are the
+    same whatever the number of GPUs, also when it changes on resume (the regularizer's gradient is added
+    once per step; the NLL's is a mean over the global batch, so their ratio per step does not depend on
+    the batch either). The run counts the steps it regularized and reports the measured dose. With
+    weight 0 (the baseline) nothing is regularized and H is computed only at validation.
     """
 
     weight: float = 1.0
-    compute_every: int = 50
+    compute_every: int = 1
     intensities: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])
     n_samples: int = 16
     noise_std: float = 0.01
@@ -169,19 +191,45 @@ class EvalConfig:
 
 @dataclass
 class CriteriaConfig:
-    """Go/no-go thresholds of ``report`` (entropy run vs baseline run)."""
+    """Go/no-go thresholds of ``report`` (entropy run vs baseline run) and the uncertainty of the verdict.
+
+    The information-gain criteria get paired bootstrap intervals over images (``confidence``,
+    ``bootstrap_resamples`` resamples drawn from ``bootstrap_seed``); a criterion whose interval lies on
+    the passing side passes, one whose interval straddles the threshold is inconclusive.
+    """
 
     min_entropy_increase_pct: float = 5.0  # bias-map entropy must rise by at least this much
     max_in_domain_ig_drop_pct: float = 2.0  # MIT1003 val IG may fall by at most this much
     min_ood_ig_gain_bits: float = 0.0  # CAT2000 IG must improve by more than this (bits/fixation)
     max_val_nll_rise: float = 0.5  # nats/fixation above the run's best val NLL that counts as divergence
+    confidence: float = 0.95
+    bootstrap_resamples: int = 2000
+    bootstrap_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.confidence < 1 or self.bootstrap_resamples < 100:
+            raise ValueError("criteria.confidence must be in (0, 1) and criteria.bootstrap_resamples >= 100")
+
+
+@dataclass
+class RuntimeConfig:
+    """How the process runs, not what it computes: results do not depend on these."""
+
+    # keep freed host memory in the process (glibc malloc without mmap and trimming): a CPU step then
+    # stops page-faulting its working memory in again (saliency_entropy.allocator)
+    retain_host_memory: bool = True
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs; saved in every checkpoint and as ``config.yaml``."""
+    """Everything a training run needs; saved in every checkpoint and as ``config.yaml``.
+
+    ``toy``: true in the demo and test configs, whose settings (tiny images, random backbone, few epochs)
+    check the pipeline, not the research question; logs, evaluations and reports then say so.
+    """
 
     seed: int = 0
+    toy: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     entropy: EntropyConfig = field(default_factory=EntropyConfig)
@@ -189,6 +237,7 @@ class TrainConfig:
     center_prior: CenterPriorConfig = field(default_factory=CenterPriorConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     criteria: CriteriaConfig = field(default_factory=CriteriaConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(epochs=25, checkpoint_every=5, monitor="val/nll"))
 
     def __post_init__(self) -> None:

@@ -19,7 +19,8 @@ Files read (``root`` = ``data.mit_root`` or ``data.cat2000_root``):
   ``root/GROUND_TRUTH/<Category>/<NNN>.npy`` (CAT2000), an (H, W) density over the original pixels.
 
 Preprocessing: images are resized (PIL bilinear, antialiased) to ``data.image_size`` (CAT2000:
-``data.ood_image_size``) and given to the model as RGB in [0, 1] (the model applies the ImageNet
+``data.ood_image_size``), or with ``data.aspect: keep`` to their own aspect ratio at that size's longer
+side (``keep_aspect_size``), and given to the model as RGB in [0, 1] (the model applies its weights'
 normalization); fixation coordinates are scaled exactly by ``new_size / old_size`` per axis.
 
 Bad input (a missing folder is always an error): an unreadable image or .mat file, a .mat without the
@@ -395,37 +396,82 @@ def scale_fixations(fixations: np.ndarray, from_size: tuple[int, int], to_size: 
     return out
 
 
+def read_ground_truth(path: Path, height: int, width: int) -> np.ndarray:
+    """A synthetic ground-truth density: (height, width), finite, non-negative, summing to 1 (1e-3);
+    BadFileError naming the file otherwise."""
+    try:
+        p = np.load(path, allow_pickle=False).astype(np.float64)
+    except Exception as e:  # numpy raises several types for damaged files
+        raise BadFileError(path, f"cannot read density ({type(e).__name__}: {e})") from None
+    if p.shape != (height, width):
+        raise BadFileError(path, f"density is {p.shape[1]}x{p.shape[0]}, the image is {width}x{height}")
+    if not np.isfinite(p).all() or (p < 0).any() or abs(p.sum() - 1) > 1e-3:
+        raise BadFileError(path, f"not a density: min {p.min():.3g}, sum {p.sum():.6g} (expected >= 0, sum 1)")
+    return p
+
+
 def ground_truth_log_density(record: ImageRecord, size: tuple[int, int]) -> torch.Tensor | None:
     """The synthetic ground-truth log-density on the (H, W) model grid (area resampling), or None."""
     if record.ground_truth is None:
         return None
-    p = torch.from_numpy(np.load(record.ground_truth, allow_pickle=False).astype(np.float64))
-    if tuple(p.shape) != (record.height, record.width):
-        raise DataError(f"{record.ground_truth}: density is {tuple(p.shape)}, image is {(record.height, record.width)}")
+    try:
+        p = torch.from_numpy(read_ground_truth(record.ground_truth, record.height, record.width))
+    except BadFileError as e:
+        raise DataError(str(e)) from None
     resized = torch.nn.functional.interpolate(p[None, None], size=size, mode="area")[0, 0]
     resized = resized / resized.sum()
     return torch.log(resized.clamp_min(1e-300))
 
 
+def keep_aspect_size(height: int, width: int, box: tuple[int, int] | list[int], multiple: int) -> tuple[int, int]:
+    """(H, W) of an image of ``height`` x ``width`` scaled so that its longer side is ``max(box)``, each
+    side rounded to a multiple of ``multiple`` (at least one): the aspect ratio changes by less than
+    ``multiple / 2`` pixels per side, where squashing to ``box`` changes it as much as the shapes differ."""
+    scale = max(box) / max(height, width)
+    return (
+        max(multiple, round(height * scale / multiple) * multiple),
+        max(multiple, round(width * scale / multiple) * multiple),
+    )
+
+
 class FixationDataset(Dataset):
     """Items: ``{'image': (3, H, W) float32 in [0, 1], 'fixations': (N, 2) float64 (x, y) on the (H, W)
-    grid, 'index': int}`` for each record; no augmentation (deterministic items)."""
+    grid, 'index': int}`` for each record; no augmentation (deterministic items).
 
-    def __init__(self, records: list[ImageRecord], size: tuple[int, int] | list[int]) -> None:
+    ``aspect='squash'``: every image is resized to ``size``; ``'keep'``: each to ``keep_aspect_size``
+    (its own aspect ratio, ``size``'s longer side, sides multiples of ``multiple``).
+    """
+
+    def __init__(
+        self, records: list[ImageRecord], size: tuple[int, int] | list[int], aspect: str = "squash", multiple: int = 1
+    ) -> None:
+        if aspect not in ("squash", "keep"):
+            raise DataError(f"data.aspect must be squash or keep, got {aspect!r}")
         self.records = records
         self.size = (int(size[0]), int(size[1]))
+        self.aspect = aspect
+        self.multiple = multiple
 
     def __len__(self) -> int:
         return len(self.records)
 
+    def image_size(self, index: int) -> tuple[int, int]:
+        """(H, W) that record ``index`` is given to the model at."""
+        if self.aspect == "squash":
+            return self.size
+        r = self.records[index]
+        return keep_aspect_size(r.height, r.width, self.size, self.multiple)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         r = self.records[index]
-        fix = scale_fixations(r.fixations, (r.width, r.height), self.size)
-        return {"image": load_image(r.image_path, self.size), "fixations": torch.from_numpy(fix), "index": index}
+        size = self.image_size(index)
+        fix = scale_fixations(r.fixations, (r.width, r.height), size)
+        return {"image": load_image(r.image_path, size), "fixations": torch.from_numpy(fix), "index": index}
 
 
-def collate(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack images; pad fixations to the batch's largest count: ``fixations`` (B, N, 2), ``mask`` (B, N)."""
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack images (a list when their sizes differ, ``aspect: keep``); pad fixations to the batch's
+    largest count: ``fixations`` (B, N, 2), ``mask`` (B, N)."""
     n = max(len(b["fixations"]) for b in batch)
     fix = torch.zeros(len(batch), n, 2, dtype=torch.float64)
     mask = torch.zeros(len(batch), n, dtype=torch.bool)
@@ -433,8 +479,10 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         k = len(b["fixations"])
         fix[i, :k] = b["fixations"]
         mask[i, :k] = True
+    images = [b["image"] for b in batch]
+    same = all(img.shape == images[0].shape for img in images)
     return {
-        "image": torch.stack([b["image"] for b in batch]),
+        "image": torch.stack(images) if same else images,
         "fixations": fix,
         "mask": mask,
         "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
@@ -450,3 +498,30 @@ def normalized_fixations(records: list[ImageRecord]) -> tuple[np.ndarray, np.nda
     xy = [r.fixations / np.array([r.width, r.height], dtype=np.float64) for r in records]
     owner = [np.full(len(r.fixations), i) for i, r in enumerate(records)]
     return np.concatenate(xy), np.concatenate(owner)
+
+
+def mit1003_fixation_source(
+    root: str | Path, fixations: str, fixations_csv: str, fixlocs_dir: str
+) -> Path:
+    """The file or folder the MIT1003 fixations are read from (``data.fixations``)."""
+    root = Path(root)
+    if fixations == "raw":
+        return root / "DATA"
+    if fixations == "csv":
+        return _resolve(root, fixations_csv)
+    if fixations == "fixlocs":
+        return _resolve(root, fixlocs_dir)
+    raise DataError(f"unknown MIT1003 fixation source {fixations!r}; use raw, csv or fixlocs")
+
+
+def training_data_paths(cfg: Any) -> dict[str, Path]:
+    """What training reads, for the run manifest (hashed there): the stimuli, the fixation source and
+    a given split file. (CAT2000 is read by ``evaluate``, whose output records it.)"""
+    d = cfg.data
+    out = {
+        "mit1003_stimuli": Path(d.mit_root) / "ALLSTIMULI",
+        "mit1003_fixations": mit1003_fixation_source(d.mit_root, d.fixations, d.fixations_csv, d.fixlocs_dir),
+    }
+    if d.split_file:
+        out["split_file"] = Path(d.split_file)
+    return out

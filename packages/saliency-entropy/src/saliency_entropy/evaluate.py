@@ -1,8 +1,9 @@
 """Evaluation of a trained run: MIT1003 val (in-domain) and CAT2000 (out-of-domain), plus the bias map.
 
 For every image: the model's log-density on the image grid (``data.image_size``, CAT2000
-``data.ood_image_size``), the center prior of the run (fitted on its MIT1003 training fixations) as the
-baseline, and the metrics of ``saliency_entropy.metrics``. Aggregates per data set (and per CAT2000
+``data.ood_image_size``; with ``data.aspect: keep`` each image at its own aspect ratio with that size's
+longer side), the center prior of the run (fitted on its MIT1003 training fixations, rescaled to each
+image's grid) as the baseline, and the metrics of ``saliency_entropy.metrics``. Aggregates per data set (and per CAT2000
 category): information gain (bits/fixation) over the center prior, log-likelihood over uniform
 (bits/fixation), NLL (nats/fixation), each averaged over fixations (``*``) and over images
 (``*_per_image``: mean of each image's per-fixation mean); NSS and AUC-Judd as means over images.
@@ -10,9 +11,14 @@ With synthetic ground truth, ``gt_ig`` is the information gain of the true densi
 fixations (the best achievable, up to sampling noise) and ``ig_fraction_of_gt`` the model's share.
 
 Outputs in ``<run>/evaluation/`` (or ``--out``): ``metrics.json`` (``n_samples`` = images evaluated,
-``n_fixations``, over all data sets and ranks, each counted once), ``per_image.csv``, ``bias_map.npy``
-(saliency-grid log-probabilities), ``bias_map.png``, ``examples_<dataset>.png`` and ``examples.npz``
-(images, fixations and predictions of the first ``eval.examples`` images, for ``report``).
+``n_fixations``, over all data sets and ranks, each counted once; the backbone weights, the aspect mode
+and the run's entropy dose), ``per_image.csv`` (what ``report`` bootstraps), ``manifest.json`` (the data
+evaluated, with content hashes), ``bias_map.npy`` (saliency-grid log-probabilities), ``bias_map.png``,
+``examples_<dataset>.png`` and ``examples.npz`` (images, fixations and predictions of the first
+``eval.examples`` images, for ``report``).
+
+Evaluating on other MIT1003 files than the run was trained with (``--data``) is refused, naming the
+difference, unless ``allow_data_mismatch``: the validation split is only held out on the same data.
 """
 
 from __future__ import annotations
@@ -27,11 +33,13 @@ import torch
 
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.checkpoint import load_checkpoint
+from perception_shared.cli import resolve_run
 from perception_shared.config import config_from_dict
 from perception_shared.distributed import DistContext, all_gather_object, barrier, gather_by_index, main_then_broadcast
 from perception_shared.errors import CheckpointError, DataError
 from perception_shared.jsonio import write_json
 from perception_shared.logging import get_logger, progress
+from perception_shared.manifest import check_same_data, load_manifest, start_manifest
 from perception_shared.plotting import plt
 from perception_shared.samplers import make_eval_loader
 
@@ -45,27 +53,48 @@ from .data import (
     collate,
     ground_truth_log_density,
     select_ood,
+    training_data_paths,
 )
 from .models import SaliencyModel, build_model
-from .train import load_mit_records
+from .train import aspect_description, dose_summary, load_mit_records
 
 log = get_logger("saliency_entropy.evaluate")
 LOG2 = math.log(2.0)
-COLUMNS = ["n_fixations", "ll_sum", "baseline_sum", "nss", "auc_judd", "gt_sum"]
+COLUMNS = ["n_fixations", "ll_sum", "baseline_sum", "nss", "auc_judd", "gt_sum", "log_pixels"]
 
 
 def load_run_model(checkpoint: Path, device: torch.device) -> tuple[SaliencyModel, TrainConfig, dict[str, Any]]:
-    """The model of a checkpoint, rebuilt from the config saved in it, in eval mode on ``device``."""
+    """The model of a checkpoint, rebuilt from the config saved in it, in eval mode on ``device``.
+
+    The checkpoint holds every weight, the frozen backbone's too, so the backbone is built without its
+    pretrained weights (nothing is looked up or downloaded); ``weights_record`` says what it was trained with.
+    """
     state = load_checkpoint(checkpoint)
     if "config" not in state or "model" not in state:
         raise CheckpointError(f"checkpoint {checkpoint} has no 'config' or 'model' entry")
     cfg = config_from_dict(TrainConfig, state["config"], source=f"the config in {checkpoint}")
-    model = build_model(cfg.model, cfg.entropy)
+    model = build_model(cfg.model, cfg.entropy, pretrained=False)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {checkpoint} does not fit the model its config describes: {e}") from None
     return model.to(device).eval(), cfg, state
+
+
+def weights_record(state: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
+    """Identifier, source, path and sha256 of the backbone weights a checkpoint was trained from."""
+    record = (state.get("extra") or {}).get("weights")
+    if isinstance(record, dict):
+        return record
+    # checkpoints from before weights records: the config says whether weights were asked for
+    return {"identifier": cfg.model.backbone, "kind": "unknown", "path": None, "sha256": None, "pretrained": cfg.model.pretrained}
+
+
+def describe_weights(record: dict[str, Any]) -> str:
+    """One line: RANDOM INIT loudly, else identifier, source and sha256."""
+    if not record.get("pretrained"):
+        return f"{record.get('identifier')}: RANDOM INIT (pretrained: false), not ImageNet features"
+    return f"{record.get('identifier')} from {record.get('kind')} {record.get('path')} (sha256 {record.get('sha256')})"
 
 
 @torch.no_grad()
@@ -80,29 +109,40 @@ def evaluate_records(
     auc_jitter: bool,
     n_examples: int,
     desc: str,
+    aspect: str = "squash",
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Per-image sums and metrics (rows in dataset order, ``COLUMNS``) gathered over ranks, and examples."""
-    loader = make_eval_loader(FixationDataset(records, size), batch_size, num_workers=num_workers, collate_fn=collate)
-    baseline = model.center_log_density(size).double().cpu()
+    """Per-image sums and metrics (rows in dataset order, ``COLUMNS``) gathered over ranks, and examples.
+
+    ``aspect``: ``squash`` (every image at ``size``) or ``keep`` (its own aspect ratio, ``size``'s longer side).
+    """
+    dataset = FixationDataset(records, size, aspect, model.cfg.saliency_map_factor)
+    loader = make_eval_loader(dataset, batch_size, num_workers=num_workers, collate_fn=collate)
+    baselines: dict[tuple[int, int], torch.Tensor] = {}
     indices, rows = [], []
     ex_images, ex_fix, ex_logp, ex_index = [], [], [], []
     for batch in progress(loader, desc=desc, leave=False):
-        logp, _ = model(batch["image"].to(ctx.device))
-        full = model.full_resolution(logp).double().cpu()
+        images = batch["image"]
+        images = images.to(ctx.device) if isinstance(images, torch.Tensor) else [x.to(ctx.device) for x in images]
+        logp, _ = model(images)
         for b in range(len(batch["index"])):
             index = int(batch["index"][b])
+            hw = dataset.image_size(index)
+            if hw not in baselines:
+                baselines[hw] = model.center_log_density(hw).double().cpu()
+            full = model.full_resolution(logp[b]).double().cpu()
             fix = batch["fixations"][b][batch["mask"][b]].numpy()
-            ll = metrics.log_likelihoods(full[b], fix)
-            base = metrics.log_likelihoods(baseline, fix)
-            gt_map = ground_truth_log_density(records[index], size)
+            ll = metrics.log_likelihoods(full, fix)
+            base = metrics.log_likelihoods(baselines[hw], fix)
+            gt_map = ground_truth_log_density(records[index], hw)
             gt = metrics.log_likelihoods(gt_map, fix).sum() if gt_map is not None else float("nan")
-            nss = metrics.nss(full[b], fix)
-            auc = metrics.auc_judd(full[b], fix, jitter=auc_jitter, seed=index)
+            nss = metrics.nss(full, fix)
+            auc = metrics.auc_judd(full, fix, jitter=auc_jitter, seed=index)
             indices.append(index)
-            rows.append([len(fix), ll.sum(), base.sum(), nss, auc, gt])
+            rows.append([len(fix), ll.sum(), base.sum(), nss, auc, gt, math.log(hw[0] * hw[1])])
             if index < n_examples:
+                image = images[b].cpu()
                 ex_index.append(index)
-                ex_images.append((batch["image"][b].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+                ex_images.append((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
                 ex_logp.append(logp[b].float().cpu().numpy())
                 ex_fix.append(fix)
     local = np.asarray(rows, dtype=np.float64).reshape(-1, len(COLUMNS))
@@ -120,17 +160,17 @@ def evaluate_records(
     return table, examples
 
 
-def summarize(table: np.ndarray, pixels: int) -> dict[str, float]:
+def summarize(table: np.ndarray) -> dict[str, float]:
     """Aggregates of per-image rows (see the module docstring)."""
-    n, ll, base, nss, auc, gt = (table[:, i] for i in range(len(COLUMNS)))
+    n, ll, base, nss, auc, gt, log_pixels = (table[:, i] for i in range(len(COLUMNS)))
     total = n.sum()
     out = {
         "n_samples": int(len(table)),
         "n_fixations": int(total),
         "ig": float((ll.sum() - base.sum()) / total / LOG2),
         "ig_per_image": float(np.mean((ll - base) / n) / LOG2),
-        "ll": float((ll.sum() / total + math.log(pixels)) / LOG2),
-        "ll_per_image": float(np.mean(ll / n + math.log(pixels)) / LOG2),
+        "ll": float((ll.sum() + (n * log_pixels).sum()) / total / LOG2),
+        "ll_per_image": float(np.mean(ll / n + log_pixels) / LOG2),
         "nll_nats": float(-ll.sum() / total),
         "nll_nats_per_image": float(np.mean(-ll / n)),
         "nss": float(np.nanmean(nss)),
@@ -193,29 +233,61 @@ def bias_map_summary(model: SaliencyModel, cfg: TrainConfig) -> tuple[np.ndarray
     }
 
 
+def evaluation_data_paths(cfg: TrainConfig, datasets: list[str]) -> dict[str, Path]:
+    """The files an evaluation reads: the training data's MIT1003 entries (same names as in the run's
+    manifest, so the two can be compared) and CAT2000's stimuli and fixation maps."""
+    paths: dict[str, Path] = dict(training_data_paths(cfg)) if "mit1003_val" in datasets else {}
+    if "cat2000" in datasets:
+        paths["cat2000_stimuli"] = Path(cfg.data.cat2000_root) / "Stimuli"
+        paths["cat2000_fixations"] = Path(cfg.data.cat2000_root) / "FIXATIONLOCS"
+    return paths
+
+
+def _check_training_data(run_dir: Path, evaluation: dict[str, Any], cfg: TrainConfig, allow: bool) -> None:
+    """Refuse (unless ``allow``) MIT1003 files other than those the run's manifest records."""
+    run_manifest = load_manifest(run_dir, missing_ok=True)
+    if run_manifest is None:
+        log.warning("%s has no manifest.json: cannot check that MIT1003 val is the run's own held-out data", run_dir)
+        return
+    trained = dict(run_manifest.get("data") or {})
+    evaluated = {k: v for k, v in evaluation["data"].items() if k in trained}
+    problems = check_same_data(
+        {f"run {run_dir}": {"data": trained}, f"evaluation data {cfg.data.mit_root}": {"data": evaluated}},
+        allow=allow,
+    )
+    for problem in problems:
+        log.warning("evaluating on other data than the run was trained on: %s", problem)
+
+
 def evaluate_run(
     run: str | Path,
     ctx: DistContext,
     *,
-    checkpoint: str | Path | None = None,
     out_dir: str | Path | None = None,
     mit_root: str | None = None,
     cat2000_root: str | None = None,
     skip_bad: bool = False,
     datasets: list[str] | None = None,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    allow_data_mismatch: bool = False,
+    argv: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run's checkpoint (``best_model.pth`` unless given) and write the outputs listed above.
+    """Evaluate a run and write the outputs listed above.
 
-    ``datasets``: a subset of ``mit1003_val``, ``cat2000``; default: those the run's ``eval`` config enables.
+    ``run``: a run directory (its best_model.pth, else final_model.pth, else last.pth) or a checkpoint
+    file. ``datasets``: a subset of ``mit1003_val``, ``cat2000``; default: those the run's ``eval`` config
+    enables. ``mit_root``/``cat2000_root`` replace the run's data roots; other MIT1003 files than the
+    run's manifest records are refused unless ``allow_data_mismatch``.
     """
-    run = Path(run)
-    ckpt = Path(checkpoint) if checkpoint is not None else run / "best_model.pth"
+    ref = resolve_run(run)
+    ckpt = ref.checkpoint
     model, cfg, state = load_run_model(ckpt, ctx.device)
     if mit_root:
         cfg.data.mit_root = mit_root
     if cat2000_root:
         cfg.data.cat2000_root = cat2000_root
-    out = Path(out_dir) if out_dir is not None else run / "evaluation"
+    out = Path(out_dir) if out_dir is not None else ref.run_dir / "evaluation"
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
     split = (state.get("extra") or {}).get("split")
@@ -230,6 +302,19 @@ def evaluate_run(
     unknown = sorted(set(datasets) - {"mit1003_val", "cat2000"})
     if unknown:
         raise DataError(f"unknown data set(s) {unknown}; choose from mit1003_val, cat2000")
+    weights = weights_record(state, cfg)
+    manifest = start_manifest(
+        out,
+        config=cfg,
+        argv=argv,
+        data_paths=evaluation_data_paths(cfg, datasets),
+        weights=[weights],
+        ctx=ctx,
+        enabled=ctx.is_main,
+        extra={"run": str(ref.run_dir), "checkpoint": str(ckpt)},
+    )
+    if "mit1003_val" in datasets:
+        main_then_broadcast(lambda: _check_training_data(ref.run_dir, manifest.data, cfg, allow_data_mismatch))
     jobs = []
     if "mit1003_val" in datasets:
         jobs.append(("mit1003_val", lambda: load_mit_records(cfg, policy, names=split["val"]), cfg.data.image_size))
@@ -250,19 +335,20 @@ def evaluate_run(
             records,
             size,
             ctx,
-            batch_size=cfg.data.eval_batch_size,
-            num_workers=cfg.data.num_workers,
+            batch_size=batch_size or cfg.data.eval_batch_size,
+            num_workers=cfg.data.num_workers if num_workers is None else num_workers,
             auc_jitter=cfg.eval.auc_jitter,
             n_examples=cfg.eval.examples,
             desc=name,
+            aspect=cfg.data.aspect,
         )
-        summary = summarize(table, size[0] * size[1])
+        summary = summarize(table)
         summary["image_size"] = list(size)
+        summary["aspect"] = cfg.data.aspect
         cats = [r.category for r in records]
         if any(c is not None for c in cats):
             summary["per_category"] = {
-                c: summarize(table[[i for i, rc in enumerate(cats) if rc == c]], size[0] * size[1])
-                for c in sorted(set(cats))
+                c: summarize(table[[i for i, rc in enumerate(cats) if rc == c]]) for c in sorted(set(cats))
             }
         summaries[name] = summary
         all_examples[name] = examples
@@ -275,7 +361,7 @@ def evaluate_run(
                     "category": r.category or "",
                     "n_fixations": int(n),
                     "ig_bits": (row[1] - row[2]) / n / LOG2,
-                    "ll_bits": (row[1] / n + math.log(size[0] * size[1])) / LOG2,
+                    "ll_bits": (row[1] / n + row[6]) / LOG2,
                     "nll_nats": -row[1] / n,
                     "nss": row[3],
                     "auc_judd": row[4],
@@ -289,9 +375,17 @@ def evaluate_run(
         "version": __version__,
         "checkpoint": str(ckpt),
         "epoch": state.get("epoch"),
+        "toy": cfg.toy,
         "backbone": cfg.model.backbone,
-        "backbone_pretrained": cfg.model.weights is not None,
+        "backbone_pretrained": bool(weights.get("pretrained")),
+        "weights": weights,
+        "weights_description": describe_weights(weights),
+        "aspect": cfg.data.aspect,
+        "aspect_description": aspect_description(cfg),
         "entropy_weight": cfg.entropy.weight,
+        "entropy_dose": dose_summary(
+            cfg.entropy.weight, (state.get("extra") or {}).get("dose"), cfg.entropy.compute_every
+        ),
         "n_samples": int(sum(d["n_samples"] for d in summaries.values())),
         "n_fixations": int(sum(d["n_fixations"] for d in summaries.values())),
         "datasets": summaries,
@@ -310,12 +404,13 @@ def evaluate_run(
         _plot_bias(bias, bias_info["entropy_nats"], bias_info["max_entropy_nats"], out / "bias_map.png")
         arrays: dict[str, np.ndarray] = {}
         for name, ex in all_examples.items():
-            _plot_examples(ex, f"{name}: {cfg.model.backbone}", out / f"examples_{name}.png")
+            _plot_examples(ex, f"{name}: {describe_weights(weights)}", out / f"examples_{name}.png")
             arrays[f"{name}_index"] = ex["index"]
             for j, (img, lp, fix) in enumerate(zip(ex["images"], ex["log_density"], ex["fixations"])):
                 arrays[f"{name}_image_{j}"] = img
                 arrays[f"{name}_log_density_{j}"] = lp
                 arrays[f"{name}_fixations_{j}"] = np.asarray(fix, dtype=np.float64)
         np.savez_compressed(out / "examples.npz", **arrays)
+    manifest.finish("completed", 0)
     barrier()
     return result

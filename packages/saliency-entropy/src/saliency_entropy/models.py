@@ -2,9 +2,12 @@
 
 Following DeepGaze III's spatial path (Kümmerer, Wallis & Bethge, JoV 2022; ``deepgaze_pytorch``):
 
-1. the RGB image in [0, 1] is ImageNet-normalized and shrunk by ``downsample`` (2; area averaging);
-2. a frozen backbone (``torchvision:<name>`` or ``timm:<name>``, always in eval mode) gives the outputs
-   of the chosen ``layers`` (read with forward hooks; the forward stops once they are all captured);
+1. the RGB image in [0, 1] is normalized with the mean and std of the backbone's weights (their own
+   config, ``perception_shared.pretrained.preprocessing_for``) and shrunk by ``downsample`` (2; area
+   averaging);
+2. a frozen backbone (built by ``perception_shared.pretrained`` from its weights identifier, e.g.
+   ``torchvision:DenseNet201_Weights.IMAGENET1K_V1``; always in eval mode) gives the outputs of the
+   chosen ``layers`` (read with forward hooks; the forward stops once they are all captured);
 3. each is resized (bilinear) to the readout grid, ``ceil(H / downsample / readout_factor)`` by the
    same for W, and they are concatenated along channels;
 4. the readout network: LayerNorm -> 1x1 conv (C -> 8) -> Softplus -> LayerNorm -> 1x1 conv (8 -> 16) ->
@@ -21,7 +24,8 @@ DenseNet-201): resizing and the 1x1 convolution are both linear, so ``conv0(LN(r
 ``(resize(A x) - mu a) / sigma + b`` with ``A = W0 diag(gamma)``, ``a = A 1``, ``b = W0 beta + b0``, and the
 LayerNorm statistics mu, sigma of the resized features follow exactly from the low-resolution ones
 through the resize matrices ``U`` (mean via ``U^T 1``, second moment via ``U^T U``). ``Readout.reference``
-computes the same thing the direct way; the tests check they agree.
+computes the same thing the direct way; the tests check they agree. The later stages run channels-last,
+(B, H', W', C), where their tiny channel contractions are plain matrix products without transposes.
 
 The *bias map* (the research question's object) is the model's density for images without content:
 ``n_samples`` near-uniform images (``entropy.intensities`` cycled, plus i.i.d. Gaussian pixel noise of
@@ -29,23 +33,31 @@ The *bias map* (the research question's object) is the model's density for image
 (``log mean_k p_k``). Their frozen-backbone features never change, so they are computed once per image
 size and device and kept (not in checkpoints), with their first-LayerNorm statistics; a regularizer
 pass costs only readout and finalizer work.
+
+``forward`` takes a batch (B, 3, H, W) or a list of (3, H_i, W_i) images of any sizes (the ``keep``
+aspect mode): images of equal size run together, every one in the same single forward call.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-import re
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perception_shared.distributed import is_main_process
 from perception_shared.errors import ConfigError
 from perception_shared.logging import get_logger
-from perception_shared.weights import load_pretrained
+from perception_shared.pretrained import (
+    WeightsSource,
+    create_timm_model,
+    create_torchvision_model,
+    parse_identifier,
+    preprocessing_for,
+)
 
 from .centerbias import prior_log_density
 from .config import EntropyConfig, ModelConfig
@@ -53,47 +65,21 @@ from .losses import entropy_nats
 
 log = get_logger("saliency_entropy.models")
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+PACKAGE = "saliency-entropy"
+WEIGHTS_KEY = "model.weights_file"
 LN_EPS = 1e-6
 BLUR_TRUNCATE = 3.0
 
-
-def build_backbone(spec: str) -> nn.Module:
-    """``torchvision:<name>`` or ``timm:<name>`` with random weights (never downloaded)."""
-    source, _, name = spec.partition(":")
-    if source == "torchvision":
-        import torchvision
-
-        known = torchvision.models.list_models()
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=3)
-            raise ConfigError(
-                f"model.backbone: torchvision has no model {name!r}" + (f"; did you mean {close}?" if close else "")
-            )
-        return torchvision.models.get_model(name, weights=None)
-    if source == "timm":
-        import timm
-
-        if not timm.is_model(name):
-            close = difflib.get_close_matches(name, timm.list_models(), n=3)
-            raise ConfigError(
-                f"model.backbone: timm has no model {name!r}" + (f"; did you mean {close}?" if close else "")
-            )
-        return timm.create_model(name, pretrained=False)
-    raise ConfigError(f"model.backbone must start with 'torchvision:' or 'timm:', got {spec!r}")
+Images = torch.Tensor | list[torch.Tensor]
 
 
-_LEGACY_DENSENET_KEY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
-)
-
-
-def _torchvision_legacy_key(key: str) -> str:
-    """torchvision's published DenseNet weights name ``denselayerN.norm.1.weight`` what the model calls
-    ``denselayerN.norm1.weight`` (torchvision renames them when it loads them itself)."""
-    m = _LEGACY_DENSENET_KEY.match(key)
-    return m.group(1) + m.group(2) if m else key
+def build_backbone(identifier: str, *, pretrained: bool, weights_file: str | None = None) -> tuple[nn.Module, WeightsSource]:
+    """The backbone of ``identifier`` and the record of its weights (``perception_shared.pretrained``):
+    torchvision weights enums through torchvision (DenseNet's legacy key names renamed as torchvision
+    does), timm names through timm. A missing weight is a WeightsError naming the three ways to supply it."""
+    library, _ = parse_identifier(identifier, require_weights=pretrained)
+    build = create_torchvision_model if library == "torchvision" else create_timm_model
+    return build(identifier, pretrained=pretrained, file=weights_file, package=PACKAGE, config_key=WEIGHTS_KEY)
 
 
 class _Captured(Exception):
@@ -103,12 +89,11 @@ class _Captured(Exception):
 class FeatureExtractor(nn.Module):
     """A frozen backbone returning the outputs of ``layers`` (in that order) for normalized inputs."""
 
-    def __init__(self, backbone: str, layers: list[str], weights: str | None = None) -> None:
+    def __init__(
+        self, backbone: str, layers: list[str], *, pretrained: bool, weights_file: str | None = None
+    ) -> None:
         super().__init__()
-        self.net = build_backbone(backbone)
-        self.pretrained = weights is not None
-        if weights is not None:
-            load_pretrained(self.net, weights, rename=_torchvision_legacy_key)
+        self.net, self.source = build_backbone(backbone, pretrained=pretrained, weights_file=weights_file)
         modules = dict(self.net.named_modules())
         for layer in layers:
             if layer not in modules:
@@ -159,34 +144,67 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _resize_matrix(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
-    """(n_out, n_in) matrix U with resize(x) = U x along one axis."""
-    eye = torch.eye(n_in, dtype=torch.float64, device=device)[:, None, :, None]
-    return resize(eye, (n_out, 1))[:, 0, :, 0].T.contiguous()
+    """(n_out, n_in) float32 matrix U with resize(x) = U x along one axis: torch's bilinear weights
+    (half-pixel centers, source index clamped at 0, no antialiasing), built in float64 on the host so
+    that traced and exported graphs see a constant."""
+    scale = n_in / n_out
+    src = np.maximum((np.arange(n_out) + 0.5) * scale - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    frac = src - i0
+    u = np.zeros((n_out, n_in))
+    np.add.at(u, (np.arange(n_out), i0), 1.0 - frac)
+    np.add.at(u, (np.arange(n_out), i1), frac)
+    return torch.tensor(u, dtype=torch.float64, device=device)
+
+
+def _softplus_values(x: torch.Tensor) -> torch.Tensor:
+    """``max(x, log(1 + exp(clamp(x, -80, 80))))``: see ``_Softplus``."""
+    out = x.clamp(-80.0, 80.0).exp_().add_(1.0).log_()
+    if torch.jit.is_tracing():  # exporters record the out-of-place maximum
+        return torch.maximum(out, x)
+    return torch.maximum(out, x, out=out)
 
 
 class _Softplus(torch.autograd.Function):
-    """``log(1 + exp(x))`` as ``max(x, 0) + log(1 + exp(-|x|))`` (absolute error < 6e-8), gradient
-    ``sigmoid(x)``. Same values as ``F.softplus``, but torch's CPU ``log1p`` (used by ``F.softplus``) is
-    not vectorized and made the readout of the 16 bias images cost more than the rest of a step."""
+    """``log(1 + exp(x))`` as ``max(x, log(1 + exp(clamp(x, -80, 80))))`` (absolute error < 6e-8 where
+    ``1 + exp(x)`` rounds to 1; ``softplus(x) > x`` everywhere, and above 80 the two agree in float32),
+    gradient ``sigmoid(x)``. The values of ``F.softplus``, but torch's CPU ``log1p`` (which
+    ``F.softplus`` uses) is not vectorized and cost more than the rest of the bias-image readout; this
+    form is a few vectorized passes over memory, and the backward one more. The clamp changes no
+    float32 value (below -80, ``1 + exp(x)`` is 1) but keeps ``exp`` out of its underflow and overflow
+    ranges, where torch's CPU ``exp`` takes 10-35 times longer (flushing denormals does not help)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
-        return x.clamp_min(0) + torch.log(1 + torch.exp(-x.abs()))
+        return _softplus_values(x)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        return grad * torch.sigmoid(x)
+        return torch.sigmoid(x).mul_(grad)
 
 
 def softplus(x: torch.Tensor) -> torch.Tensor:
-    return _Softplus.apply(x)
+    """Softplus with the gradient of ``_Softplus``; without autograd (evaluation, export) the plain ops."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Softplus.apply(x)
+    return _softplus_values(x)
 
 
 def _layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """DeepGaze's LayerNorm: statistics over (C, H, W) per sample, affine per channel."""
     return F.layer_norm(x, x.shape[1:], eps=LN_EPS) * weight[:, None, None] + bias[:, None, None]
+
+
+def _sample_norm(x: torch.Tensor) -> torch.Tensor:
+    """LayerNorm without affine over all but the first dimension of ``x`` (per sample)."""
+    if torch.jit.is_tracing():  # the ONNX exporter needs a constant normalized shape; the same values
+        mu = x.mean(dim=tuple(range(1, x.dim())), keepdim=True)
+        var = x.var(dim=tuple(range(1, x.dim())), unbiased=False, keepdim=True)
+        return (x - mu) * torch.rsqrt(var + LN_EPS)
+    return F.layer_norm(x.view(x.shape[0], -1), (x[0].numel(),), eps=LN_EPS).view(x.shape)
 
 
 def _left(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -207,6 +225,7 @@ class Readout(nn.Module):
 
     def _matrix(self, n_in: int, n_out: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """U (n_out, n_in), U^T 1 and U^T U for one axis (float32, cached)."""
+        n_in, n_out = int(n_in), int(n_out)  # a traced export bakes the spatial size in (fixed-size export)
         key = (n_in, n_out, str(device))
         if key not in self._matrices:
             u = _resize_matrix(n_in, n_out, device)
@@ -238,51 +257,61 @@ class Readout(nn.Module):
     def first_stage(
         self, features: list[torch.Tensor], size: tuple[int, int], stats: tuple[torch.Tensor, torch.Tensor]
     ) -> torch.Tensor:
-        """conv0(LN(concat(resize(features)))) without building the resized features (module docstring).
+        """conv0(LN(concat(resize(features)))) without building the resized features (module docstring),
+        channels-last: (B, H', W', hidden[0]).
 
-        Features stored channel-major (``f.transpose(0, 1)`` contiguous, as the cached bias features
-        are) enter the channel contraction without a copy.
+        The LayerNorm's per-sample scale and shift are applied at the features' resolution (the rows of
+        every resize matrix sum to 1, so a constant passes through a resize unchanged), and maps of the
+        same resolution are mixed before one resize: at the readout grid's resolution this costs one
+        batched matrix product. Features stored channel-major (``f.transpose(0, 1)`` contiguous, as the
+        cached bias features are) enter the channel contraction without a copy.
         """
         weight = self.convs[0].weight[:, :, 0, 0]  # (O, C)
         gamma, beta = self.norm_weight[0], self.norm_bias[0]
         mu, inv_sigma = stats
         a_matrix = weight * gamma[None, :]
-        mixed = 0.0
+        # (B, O): what every readout cell of a sample gets added after the resize
+        shift = (weight @ beta + self.convs[0].bias)[None, :] - (mu * inv_sigma)[:, None] * a_matrix.sum(1)[None, :]
+        low: dict[tuple[int, int], torch.Tensor] = {}
         offset = 0
         for f in features:
-            c = f.shape[1]
-            uh, _, _ = self._matrix(f.shape[2], size[0], f.device)
-            uw, _, _ = self._matrix(f.shape[3], size[1], f.device)
-            b, _, h, w = f.shape
-            low = (
-                (a_matrix[:, offset : offset + c] @ f.transpose(0, 1).reshape(c, -1))
-                .reshape(-1, b, h, w)
-                .transpose(0, 1)
-            )
-            mixed = mixed + _left(uh, low) @ uw.T
+            b, c, h, w = f.shape
+            part = (a_matrix[:, offset : offset + c] @ f.transpose(0, 1).reshape(c, -1)).view(-1, b, h, w)
+            low[(h, w)] = low[(h, w)] + part if (h, w) in low else part
             offset += c
-        a = a_matrix.sum(1)
-        b = weight @ beta + self.convs[0].bias
-        return (mixed - mu[:, None, None, None] * a[None, :, None, None]) * inv_sigma[:, None, None, None] + b[
-            None, :, None, None
-        ]
+        out = None
+        for (h, w), part in low.items():  # part: (O, B, h, w)
+            uh, _, _ = self._matrix(h, size[0], part.device)
+            uw, _, _ = self._matrix(w, size[1], part.device)
+            o, b = part.shape[:2]
+            scaled = part * inv_sigma[None, :, None, None]
+            if out is None:
+                scaled = scaled + shift.T[:, :, None, None]
+            # along W at low resolution, then (B, h, W*O) -> (B, H', W'*O) in one batched product
+            across = (scaled.permute(1, 2, 0, 3).reshape(-1, w) @ uw.T).view(b, h, o, size[1])
+            resized = uh @ across.transpose(2, 3).reshape(b, h, size[1] * o)
+            out = resized if out is None else out + resized
+        return out.view(-1, size[0], size[1], weight.shape[0])
 
     def rest(self, x: torch.Tensor) -> torch.Tensor:
-        """The stages after the first: (B, hidden[0], H', W') first-stage output -> (B, 1, H', W').
+        """The stages after the first: (B, H', W', hidden[0]) channels-last first-stage output ->
+        (B, 1, H', W') readout.
 
-        Each stage is conv(LN(x) * gamma + beta) computed as (W diag(gamma)) LN(x) + (W beta + b), one
-        batched matrix product over (B, C, H'W') views: the same values in fewer passes over memory.
+        Each stage is conv(LN(x) * gamma + beta) computed as LN(x) (W diag(gamma))^T + (W beta + b), one
+        matrix product over the (B H' W', C) rows: channels-last keeps the tiny channel contractions and
+        their gradients free of transposing copies.
         """
         x = softplus(x)
         for i in range(1, len(self.convs)):
             weight = self.convs[i].weight[:, :, 0, 0]
-            b, c, h, w = x.shape
-            normed = F.layer_norm(x, (c, h, w), eps=LN_EPS).view(b, c, h * w)
+            b, h, w, c = x.shape
+            normed = _sample_norm(x).view(-1, c)
             bias = weight @ self.norm_bias[i] + self.convs[i].bias
-            x = softplus(
-                (torch.matmul(weight * self.norm_weight[i][None, :], normed) + bias[None, :, None]).view(b, -1, h, w)
-            )
-        return x
+            # a contiguous (C, O) right factor: autograd then forms its gradient as normed^T @ grad, which
+            # MKL computes about 4x faster for these (B H' W') x C shapes than the transposed product
+            right = (weight * self.norm_weight[i][None, :]).T.contiguous()
+            x = softplus(torch.addmm(bias, normed, right).view(b, h, w, -1))
+        return x.permute(0, 3, 1, 2)
 
     def forward(
         self,
@@ -297,19 +326,30 @@ class Readout(nn.Module):
     def reference(self, features: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """The same readout computed directly (resize, concatenate, LayerNorm, convolve); for tests."""
         x = torch.cat([resize(f.float(), size) for f in features], dim=1)
-        return self.rest(self.convs[0](_layer_norm(x, self.norm_weight[0], self.norm_bias[0])))
+        first = self.convs[0](_layer_norm(x, self.norm_weight[0], self.norm_bias[0]))
+        return self.rest(first.permute(0, 2, 3, 1).contiguous())
 
 
 def blur_matrix(n: int, sigma: torch.Tensor, truncate: float = BLUR_TRUNCATE) -> torch.Tensor:
-    """(n, n) matrix of a 1-D Gaussian blur (differentiable in ``sigma``, pixels) with replicate padding."""
-    s = sigma.abs().clamp_min(0.1)
-    radius = max(1, math.ceil(truncate * float(s.detach())))
-    offsets = torch.arange(-radius, radius + 1, device=sigma.device)
-    kernel = torch.exp(-0.5 * (offsets.to(sigma.dtype) / s) ** 2)
+    """(n, n) matrix of a 1-D Gaussian blur (differentiable in ``sigma``, pixels) with replicate padding.
+
+    Taps at integer offsets ``|d| <= ceil(truncate * s)``, ``s = |sigma|`` clamped to [0.1, n] pixels
+    (a blur wider than the map is no longer a blur of it). The radius is applied as a mask over the
+    static range ``|d| <= ceil(truncate * n)``, so building the matrix reads no value back to the host.
+    Row i holds ``k(j - i)`` for interior columns; the edge columns collect the taps beyond the edges.
+    """
+    s = sigma.abs().clamp(0.1, float(n))
+    reach = math.ceil(truncate * n)
+    offsets = torch.arange(-reach, reach + 1, device=sigma.device, dtype=sigma.dtype)
+    kernel = torch.exp(-0.5 * (offsets / s) ** 2) * (offsets.abs() <= torch.ceil(truncate * s))
     kernel = kernel / kernel.sum()
-    # replicate padding: taps beyond an edge read the edge pixel
-    source = (torch.arange(n, device=sigma.device)[:, None] + offsets[None, :]).clamp(0, n - 1)
-    return torch.zeros(n, n, dtype=sigma.dtype, device=sigma.device).scatter_add(1, source, kernel.expand(n, -1))
+    if n == 1:
+        return kernel.sum().reshape(1, 1)
+    rows = torch.arange(n, device=sigma.device)
+    below = kernel.cumsum(0)[reach - rows]  # taps d <= -i land on pixel 0
+    above = kernel.flip(0).cumsum(0).flip(0)[reach + n - 1 - rows]  # taps d >= n - 1 - i land on pixel n - 1
+    inner = kernel[rows[None, 1:-1] - rows[:, None] + reach]
+    return torch.cat([below[:, None], inner, above[:, None]], dim=1)
 
 
 def nearest_matrix(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
@@ -327,15 +367,16 @@ class Finalizer(nn.Module):
         self.center_bias_weight = nn.Parameter(torch.tensor(float(center_bias_weight)))
 
     def forward(self, readout: torch.Tensor, log_center_bias: torch.Tensor) -> torch.Tensor:
-        """(B, 1, h, w) readout and (Hs, Ws) log center bias -> (B, Hs, Ws) log-probabilities (nats).
+        """(B, 1, h, w) readout and (Hs, Ws) (or per sample (B, Hs, Ws)) log center bias -> (B, Hs, Ws)
+        log-probabilities (nats).
 
         Nearest resize and separable blur are both linear per axis, so they are applied as one
-        (Hs, h) and one (Ws, w) matrix: ``(B N_h) x (B N_w)^T``.
+        (Hs, h) and one (Ws, w) matrix: ``N_h (B N_w^T)``, the inner product folded into one GEMM.
         """
-        (h, w), (hs, ws) = readout.shape[-2:], log_center_bias.shape
+        (h, w), (hs, ws) = readout.shape[-2:], log_center_bias.shape[-2:]
         mh = blur_matrix(hs, self.sigma) @ nearest_matrix(h, hs, readout.device)
         mw = blur_matrix(ws, self.sigma) @ nearest_matrix(w, ws, readout.device)
-        x = _left(mh, readout[:, 0]) @ mw.T + self.center_bias_weight * log_center_bias
+        x = mh @ (readout[:, 0] @ mw.T) + self.center_bias_weight * log_center_bias
         return x - x.logsumexp(dim=(1, 2), keepdim=True)
 
 
@@ -350,34 +391,43 @@ def bias_images(cfg: EntropyConfig, size: tuple[int, int]) -> torch.Tensor:
 
 class SaliencyModel(nn.Module):
     """The saliency model of the module docstring. ``forward(images, with_bias)`` is its only entry for
-    training, so that a DDP-wrapped model runs one forward per step, bias map included."""
+    training, so that a DDP-wrapped model runs one forward per step, bias map included.
 
-    def __init__(self, cfg: ModelConfig, entropy: EntropyConfig) -> None:
+    ``pretrained`` overrides ``cfg.pretrained``: a model rebuilt to load a checkpoint (which holds every
+    weight) is created without its pretrained weights. ``weights_source`` records the weights used.
+    """
+
+    def __init__(self, cfg: ModelConfig, entropy: EntropyConfig, *, pretrained: bool | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.entropy_cfg = entropy
-        self.backbone = FeatureExtractor(cfg.backbone, cfg.layers, cfg.weights)
+        use_pretrained = cfg.pretrained if pretrained is None else pretrained
+        self.backbone = FeatureExtractor(
+            cfg.backbone, cfg.layers, pretrained=use_pretrained, weights_file=cfg.weights_file if use_pretrained else None
+        )
+        self.weights_source = self.backbone.source
         with torch.no_grad():
             probe = self.backbone(torch.zeros(1, 3, 64, 64))
         self.channels = [int(f.shape[1]) for f in probe]
         self.readout = Readout(sum(self.channels), list(cfg.readout_channels))
         self.finalizer = Finalizer(cfg.initial_sigma, cfg.initial_center_bias_weight)
         self.register_buffer("center_prior", torch.ones(cfg.center_prior_grid, cfg.center_prior_grid))
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.preprocessing = preprocessing_for(cfg.backbone)
+        self.register_buffer("mean", torch.tensor(self.preprocessing["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.preprocessing["std"]).view(1, 3, 1, 1), persistent=False)
         self._bias_features: dict[
             tuple[int, int, str, bool], tuple[list[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
         ] = {}
-        if not self.backbone.pretrained and is_main_process():
-            log.warning(
-                "backbone %s has RANDOM weights (model.weights is null): results do not reflect ImageNet features",
-                cfg.backbone,
-            )
 
     def train(self, mode: bool = True) -> SaliencyModel:
         super().train(mode)
         self.backbone.train(False)
         return self
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """As ``nn.Module.load_state_dict``; the cached bias-image features belong to the old weights."""
+        self._bias_features.clear()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def set_center_prior(self, density: Any) -> None:
         """Use a fitted (G, G) unit-square density (``CenterPrior.density``) as the center bias."""
@@ -412,7 +462,12 @@ class SaliencyModel(nn.Module):
         """Frozen features of (B, 3, H, W) RGB images in [0, 1]."""
         x = (images - self.mean) / self.std
         h, w = images.shape[-2:]
-        x = F.interpolate(x, size=(h // self.cfg.downsample, w // self.cfg.downsample), mode="area")
+        k = self.cfg.downsample
+        if h % k == 0 and w % k == 0:
+            # area resampling by an integer factor is a k x k mean (and exports to ONNX)
+            x = F.avg_pool2d(x, k) if k > 1 else x
+        else:
+            x = F.interpolate(x, size=(h // k, w // k), mode="area")
         return self.backbone(x)
 
     def head(
@@ -451,29 +506,55 @@ class SaliencyModel(nn.Module):
         logp = self.head(feats, size, stats)
         return logp.logsumexp(dim=0) - math.log(logp.shape[0])
 
-    def forward(self, images: torch.Tensor, with_bias: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, Hs, Ws) log-probabilities on the saliency grid, and with ``with_bias`` the (Hs, Ws) bias map.
+    def forward(
+        self, images: Images, with_bias: bool = False, bias_size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor | None]:
+        """Log-probabilities on the saliency grid: (B, Hs, Ws) for a batch (B, 3, H, W), a list of
+        (Hs_i, Ws_i) maps for a list of (3, H_i, W_i) images; with ``with_bias`` also the (Hs, Ws) bias
+        map for images of ``bias_size`` (default: the batch's size; required for a list).
 
-        The bias images join the batch after the first readout stage (every stage is per sample, so
-        they do not interact with the real images): one pass, one DDP forward.
+        The bias images join the images of their size after the first readout stage (every stage is
+        per sample, so they do not interact with the real images): one pass, one DDP forward.
         """
-        size = (int(images.shape[-2]), int(images.shape[-1]))
-        feats = [f.float() for f in self.features(images)]
-        if not with_bias:
-            return self.head(feats, size), None
-        extra, extra_stats = self.bias_features(size, images.device)
-        grid = self.readout_size(size)
-        with torch.autocast(device_type=images.device.type, enabled=False):
-            first = torch.cat(
-                [
-                    self.readout.first_stage(feats, grid, self.readout.stats(feats, grid)),
-                    self.readout.first_stage(extra, grid, extra_stats),
-                ]
-            )
-            logp = self.finalizer(self.readout.rest(first), self.log_center_bias(size).float())
-        batch = images.shape[0]
-        bias = logp[batch:].logsumexp(dim=0) - math.log(logp.shape[0] - batch)
-        return logp[:batch], bias
+        batched = isinstance(images, torch.Tensor)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate([images] if batched else images):
+            groups.setdefault((int(image.shape[-2]), int(image.shape[-1])), []).append(i)
+        device = (images if batched else images[0]).device
+        firsts: dict[tuple[int, int], torch.Tensor] = {}
+        for size, members in groups.items():
+            x = images if batched else torch.stack([images[i] for i in members])
+            feats = [f.float() for f in self.features(x)]
+            grid = self.readout_size(size)
+            with torch.autocast(device_type=device.type, enabled=False):
+                firsts[size] = self.readout.first_stage(feats, grid, self.readout.stats(feats, grid))
+        k = 0
+        if with_bias:
+            if bias_size is None and not batched:
+                raise ValueError("forward(list of images, with_bias=True) needs bias_size")
+            bias_key = next(iter(groups)) if bias_size is None else (int(bias_size[0]), int(bias_size[1]))
+            extra, extra_stats = self.bias_features(bias_key, device)
+            with torch.autocast(device_type=device.type, enabled=False):
+                first = self.readout.first_stage(extra, self.readout_size(bias_key), extra_stats)
+            firsts[bias_key] = torch.cat([firsts[bias_key], first]) if bias_key in firsts else first
+            k = first.shape[0]
+        with torch.autocast(device_type=device.type, enabled=False):
+            logps = {
+                size: self.finalizer(self.readout.rest(first), self.log_center_bias(size).float())
+                for size, first in firsts.items()
+            }
+        bias = None
+        if with_bias:
+            mixed = logps[bias_key][-k:]
+            bias = mixed.logsumexp(dim=0) - math.log(k)
+            logps[bias_key] = logps[bias_key][:-k]
+        if batched:
+            return logps[next(iter(groups))], bias
+        out: list[torch.Tensor] = [torch.empty(0)] * len(images)
+        for size, members in groups.items():
+            for j, i in enumerate(members):
+                out[i] = logps[size][j]
+        return out, bias
 
     def full_resolution(self, log_density: torch.Tensor) -> torch.Tensor:
         """Saliency-grid log-probabilities (..., Hs, Ws) -> image-pixel log-density (..., H, W), nats."""
@@ -486,5 +567,17 @@ class SaliencyModel(nn.Module):
         return entropy_nats(log_density) + 2 * math.log(self.cfg.saliency_map_factor)
 
 
-def build_model(cfg: ModelConfig, entropy: EntropyConfig) -> SaliencyModel:
-    return SaliencyModel(cfg, entropy)
+def build_model(cfg: ModelConfig, entropy: EntropyConfig, *, pretrained: bool | None = None) -> SaliencyModel:
+    """The model of a config; ``pretrained=False`` skips the pretrained weights (a checkpoint follows)."""
+    model = SaliencyModel(cfg, entropy, pretrained=pretrained)
+    source = model.weights_source
+    if pretrained is None:
+        if source.pretrained:
+            log.info("backbone weights: %s", source.describe())
+        else:
+            log.warning(
+                "backbone %s: RANDOM INITIALIZATION (model.pretrained is false): the frozen features are noise, "
+                "results do not reflect ImageNet features",
+                cfg.backbone,
+            )
+    return model

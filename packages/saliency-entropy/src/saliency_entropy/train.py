@@ -1,14 +1,22 @@
 """Training: MIT1003 train split, optional bias-map entropy regularizer, validation on the val split.
 
-Per optimizer step the loss is the negative log-likelihood per fixation (nats, over image pixels). On
-steps whose number (counted after the step) is a multiple of ``entropy.compute_every``, the same
-forward pass also yields the bias map, and ``entropy.weight * H`` (H in nats) is subtracted; H is logged
-as ``bias_entropy`` (also for weight 0, the baseline). Every validation logs NLL, information gain over
-the center prior (bits/fixation), log-likelihood over uniform (bits/fixation) and the bias entropy.
+Per optimizer step the loss is the negative log-likelihood per fixation (nats, over image pixels). With
+``entropy.weight`` > 0, on the optimizer steps whose global number (1-based) is a multiple of
+``entropy.compute_every`` (every step in the research configs) the same forward pass also yields the
+bias map, and ``entropy.weight * H`` (H in nats) is subtracted; H is logged as ``bias_entropy``. The
+run counts the steps it regularized (kept in its checkpoints, so a resumed run, on any number of GPUs,
+continues the count) and logs and reports the dose ``weight x regularized steps / steps``
+(``config.EntropyConfig`` says why this is independent of the world size). Every validation logs NLL,
+information gain over the center prior (bits/fixation), log-likelihood over uniform (bits/fixation) and
+the bias entropy, for the baseline (weight 0) too.
+
+The step reads nothing back to the host: every logged value stays a tensor until the Trainer's log
+interval.
 
 Files written in the run directory besides the Trainer's (checkpoints, metrics.csv, TensorBoard,
-training_history.csv/png): ``split.json`` (the image split, reused on resume), ``center_prior.json``
-(the fit and its cross-validation table). Checkpoints carry the split under ``extra``.
+training_history.csv/png, manifest.json): ``split.json`` (the image split, reused on resume),
+``center_prior.json`` (the fit and its cross-validation table). Checkpoints carry the split, the
+weights record and the dose counts under ``extra``.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +36,13 @@ from perception_shared.cli import ResumeSpec
 from perception_shared.config import load_config, resolve_config_path
 from perception_shared.distributed import DistContext, all_reduce_sum, init_distributed, main_then_broadcast
 from perception_shared.logging import get_logger, setup_logging
+from perception_shared.pretrained import check_against_manifest, load_weights_manifest
 from perception_shared.runs import prepare_run_dir
 from perception_shared.samplers import make_eval_loader, make_train_loader
 from perception_shared.seed import seed_everything
 from perception_shared.training import FitResult, StepInfo, StepOutput, Trainer
 
+from .allocator import retain_freed_host_memory
 from .centerbias import CenterPrior, fit_center_prior
 from .config import TrainConfig
 from .data import (
@@ -43,6 +55,7 @@ from .data import (
     mit1003_records,
     normalized_fixations,
     save_split,
+    training_data_paths,
 )
 from .losses import fixation_log_likelihoods
 from .models import SaliencyModel, build_model
@@ -94,31 +107,88 @@ def write_center_prior(prior: CenterPrior, path: Path) -> None:
     path.write_text(json.dumps(prior.summary(), indent=1))
 
 
-def make_step_fn(cfg: TrainConfig, module: SaliencyModel):
-    """The per-batch forward and loss (see the module docstring); ``model`` may be DDP-wrapped."""
-    factor = cfg.model.saliency_map_factor
-    size = (cfg.data.image_size[0], cfg.data.image_size[1])
-    baseline: dict[str, torch.Tensor] = {}
+def regularized_step(step: int, every: int) -> bool:
+    """Whether optimizer step ``step`` (0-based global count of steps done before it) is regularized:
+    its 1-based number is a multiple of ``every``. A function of the global step only, so every rank
+    and every world size agree, and a resumed run continues the schedule."""
+    return (step + 1) % every == 0
 
-    def step_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor], info: StepInfo) -> StepOutput:
-        with_bias = (info.step + 1) % cfg.entropy.compute_every == 0
-        logp, bias = model(batch["image"], with_bias=with_bias)
+
+def new_dose_counts() -> dict[str, int]:
+    """The dose counters a run keeps in its checkpoints' ``extra`` (``dose_summary`` reads them)."""
+    return {"steps": 0, "regularized_steps": 0}
+
+
+def dose_summary(weight: float, counts: dict[str, int] | None, compute_every: int) -> dict[str, Any]:
+    """``weight x fraction of regularized steps``: planned (1 / compute_every) and measured (the counts)."""
+    planned = weight / compute_every if weight > 0 else 0.0
+    out: dict[str, Any] = {"weight": weight, "compute_every": compute_every, "planned_dose": planned}
+    if counts and counts.get("steps"):
+        fraction = counts["regularized_steps"] / counts["steps"]
+        out.update(
+            steps=counts["steps"],
+            regularized_steps=counts["regularized_steps"],
+            regularized_fraction=fraction,
+            dose=weight * fraction,
+        )
+    return out
+
+
+def log_likelihoods(
+    log_density: torch.Tensor | list[torch.Tensor], fixations: torch.Tensor, factor: int
+) -> torch.Tensor:
+    """(B, N) log-density (nats, over image pixels) at each fixation, for a batch of saliency-grid
+    log-densities (B, Hs, Ws) or a list of (Hs_i, Ws_i) maps of images of different sizes."""
+    if isinstance(log_density, torch.Tensor):
+        return fixation_log_likelihoods(log_density, fixations, factor)
+    return torch.cat(
+        [fixation_log_likelihoods(lp[None], fixations[i : i + 1], factor) for i, lp in enumerate(log_density)]
+    )
+
+
+def make_step_fn(cfg: TrainConfig, module: SaliencyModel, state: dict[str, Any] | None = None):
+    """The per-batch forward and loss (see the module docstring); ``model`` may be DDP-wrapped.
+
+    ``state``: the Trainer's ``extra_state``; the step updates the dose counters under its ``"dose"``
+    key (``new_dose_counts``), looked up on every step since a resume replaces that entry.
+    """
+    factor = cfg.model.saliency_map_factor
+    bias_size = (cfg.data.image_size[0], cfg.data.image_size[1])
+    baselines: dict[tuple[int, int, str], torch.Tensor] = {}
+    regularize = cfg.entropy.weight > 0
+
+    def center(size: tuple[int, int], device: torch.device) -> torch.Tensor:
+        key = (size[0], size[1], str(device))
+        if key not in baselines:
+            baselines[key] = module.center_log_density(size).to(device, torch.float64)
+        return baselines[key]
+
+    def step_fn(model: torch.nn.Module, batch: dict[str, Any], info: StepInfo) -> StepOutput:
+        with_bias = regularize and regularized_step(info.step, cfg.entropy.compute_every)
+        images = batch["image"]
+        logp, bias = model(images, with_bias=with_bias, bias_size=bias_size)
         mask = batch["mask"]
         n = mask.sum()
-        ll = fixation_log_likelihoods(logp, batch["fixations"], factor)
+        fix = batch["fixations"]
+        ll = log_likelihoods(logp, fix, factor)
         nll = -(ll * mask).sum() / n.clamp_min(1)
-        if "full" not in baseline:
-            baseline["full"] = module.center_log_density(size).to(logp.device, torch.float64)
-        base = _pixel_values(baseline["full"], batch["fixations"])
+        if isinstance(images, torch.Tensor):
+            base = _pixel_values(center(tuple(images.shape[-2:]), fix.device), fix)
+        else:
+            base = torch.cat(
+                [_pixel_values(center(tuple(img.shape[-2:]), fix.device), fix[i : i + 1]) for i, img in enumerate(images)]
+            )
         ig = ((ll.double() - base) * mask).sum() / n.clamp_min(1) / math.log(2)
         loss = nll
         metrics: dict[str, Any] = {"nll": nll.detach(), "ig": ig.detach()}
         if bias is not None:
             entropy = module.entropy_full_resolution(bias)
-            if cfg.entropy.weight > 0:
-                loss = loss - cfg.entropy.weight * entropy
+            loss = loss - cfg.entropy.weight * entropy
             metrics["bias_entropy"] = entropy.detach()
-        return StepOutput(loss=loss, metrics=metrics, n=float(n))
+        if state is not None:
+            state["dose"]["steps"] += 1
+            state["dose"]["regularized_steps"] += int(with_bias)
+        return StepOutput(loss=loss, metrics=metrics, n=n)
 
     return step_fn
 
@@ -131,30 +201,50 @@ def _pixel_values(full: torch.Tensor, fixations: torch.Tensor) -> torch.Tensor:
     return full[rows, cols]
 
 
-def make_eval_fn(cfg: TrainConfig, loader: torch.utils.data.DataLoader, ctx: DistContext):
-    """Validation metrics over the whole val split, exact over ranks (sums and counts)."""
+def make_eval_fn(
+    cfg: TrainConfig, loader: torch.utils.data.DataLoader, ctx: DistContext, state: dict[str, Any] | None = None
+):
+    """Validation metrics over the whole val split, exact over ranks (sums and counts); logs the dose so far."""
     factor = cfg.model.saliency_map_factor
     size = (cfg.data.image_size[0], cfg.data.image_size[1])
 
     def eval_fn(module: SaliencyModel, epoch: int) -> dict[str, float]:
-        base_full = module.center_log_density(size).to(ctx.device, torch.float64)
-        sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # log-lik model, log-lik baseline, fixations
+        # log-lik model, log-lik baseline, log(pixels) (LL over uniform), fixations
+        sums = torch.zeros(4, dtype=torch.float64, device=ctx.device)
+        baselines: dict[tuple[int, int], torch.Tensor] = {}
         for batch in loader:
-            images = batch["image"].to(ctx.device)
+            images = batch["image"]
+            images = images.to(ctx.device) if isinstance(images, torch.Tensor) else [x.to(ctx.device) for x in images]
             fix, mask = batch["fixations"].to(ctx.device), batch["mask"].to(ctx.device)
             logp, _ = module(images)
-            ll = fixation_log_likelihoods(logp, fix, factor).double()
-            sums[0] += (ll * mask).sum()
-            sums[1] += (_pixel_values(base_full, fix) * mask).sum()
-            sums[2] += mask.sum()
-        sums = all_reduce_sum(sums)
-        ll_mean, base_mean, n = float(sums[0] / sums[2]), float(sums[1] / sums[2]), float(sums[2])
+            ll = log_likelihoods(logp, fix, factor).double()
+            sizes = [tuple(x.shape[-2:]) for x in (images if isinstance(images, list) else [images[0]] * len(images))]
+            for i, hw in enumerate(sizes):
+                if hw not in baselines:
+                    baselines[hw] = module.center_log_density(hw).to(ctx.device, torch.float64)
+                m = mask[i]
+                sums[0] += (ll[i] * m).sum()
+                sums[1] += (_pixel_values(baselines[hw], fix[i]) * m).sum()
+                sums[2] += m.sum() * math.log(hw[0] * hw[1])
+                sums[3] += m.sum()
+        total = all_reduce_sum(sums).tolist()
+        ll_mean, base_mean, log_pixels, n = total[0] / total[3], total[1] / total[3], total[2] / total[3], total[3]
         entropy = float(module.entropy_full_resolution(module.bias_log_density(size)))
+        if state is not None and cfg.entropy.weight > 0:
+            d = dose_summary(cfg.entropy.weight, state["dose"], cfg.entropy.compute_every)
+            log.info(
+                "entropy dose after epoch %d: lambda %g x %d/%d regularized steps = %.4g",
+                epoch,
+                cfg.entropy.weight,
+                d.get("regularized_steps", 0),
+                d.get("steps", 0),
+                d.get("dose", 0.0),
+            )
         pixels = size[0] * size[1]
         return {
             "nll": -ll_mean,
             "ig": (ll_mean - base_mean) / math.log(2),
-            "ll": (ll_mean + math.log(pixels)) / math.log(2),
+            "ll": (ll_mean + log_pixels) / math.log(2),
             "bias_entropy": entropy,
             "bias_entropy_bits": entropy / math.log(2),
             "bias_entropy_fraction": entropy / math.log(pixels),
@@ -180,6 +270,18 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> tuple[torch.opt
     return optimizer, scheduler
 
 
+def weights_manifest_path() -> Path:
+    """The package's record of the published hashes of the weights its configs use."""
+    return Path(__file__).with_name("weights_manifest.json")
+
+
+def check_weights(model: SaliencyModel) -> None:
+    """Warn when the loaded weights file's sha256 differs from the one recorded for its identifier."""
+    warning = check_against_manifest(model.weights_source, load_weights_manifest(weights_manifest_path()))
+    if warning:
+        log.warning("%s", warning)
+
+
 def train(
     cfg: TrainConfig,
     ctx: DistContext,
@@ -188,18 +290,24 @@ def train(
     resume: bool = False,
     resume_from: Path | None = None,
     skip_bad: bool = False,
+    argv: Sequence[str] | None = None,
 ) -> FitResult:
     """Train one run in ``run_dir`` (already prepared, logging set up, seeds set by the caller)."""
+    if cfg.runtime.retain_host_memory:
+        retain_freed_host_memory()
+    if cfg.toy:
+        log.warning("TOY settings (toy: true in the config): this run checks the pipeline, not the research question")
+    model = build_model(cfg.model, cfg.entropy)  # first: missing weights fail before the data is read
+    check_weights(model)
     policy = BadInputPolicy(skip=skip_bad)
     train_records, val_records, split, prior = main_then_broadcast(lambda: prepare_training_data(cfg, run_dir, policy))
-    model = build_model(cfg.model, cfg.entropy)
     model.set_center_prior(prior.density)
     if ctx.is_main:
         save_split(split, run_dir / SPLIT_FILE)
         write_center_prior(prior, run_dir / CENTER_PRIOR_FILE)
     log.info(
         "MIT1003: %d train / %d val images, %d / %d fixations; center prior bandwidth %.4g, uniform weight %.3g "
-        "(cross-validated %.3f bits/fixation over uniform); backbone %s (%s)",
+        "(cross-validated %.3f bits/fixation over uniform); backbone weights %s; images %s",
         len(train_records),
         len(val_records),
         fixation_count(train_records),
@@ -207,40 +315,71 @@ def train(
         prior.bandwidth,
         prior.uniform_weight,
         prior.cv_log_likelihood / math.log(2),
-        cfg.model.backbone,
-        "pretrained weights " + str(cfg.model.weights) if cfg.model.weights else "RANDOM initialization",
+        model.weights_source.describe(),
+        aspect_description(cfg),
     )
+    if cfg.entropy.weight > 0:
+        log.info(
+            "entropy regularizer: lambda %g on every %s optimizer step (fraction %.4g): dose lambda x fraction = %.4g, "
+            "the same on any number of GPUs",
+            cfg.entropy.weight,
+            "" if cfg.entropy.compute_every == 1 else f"{cfg.entropy.compute_every}th",
+            1 / cfg.entropy.compute_every,
+            cfg.entropy.weight / cfg.entropy.compute_every,
+        )
+    else:
+        log.info("no entropy regularizer (weight 0): the bias-map entropy is measured at every validation only")
     size = cfg.data.image_size
+    multiple = cfg.model.saliency_map_factor
     train_loader = make_train_loader(
-        FixationDataset(train_records, size),
+        FixationDataset(train_records, size, cfg.data.aspect, multiple),
         cfg.data.batch_size,
         seed=cfg.seed,
         num_workers=cfg.data.num_workers,
         collate_fn=collate,
     )
     val_loader = make_eval_loader(
-        FixationDataset(val_records, size),
+        FixationDataset(val_records, size, cfg.data.aspect, multiple),
         cfg.data.eval_batch_size,
         num_workers=cfg.data.num_workers,
         collate_fn=collate,
     )
     optimizer, scheduler = build_optimizer(cfg, model)
+    extra = {"split": split, "weights": model.weights_source.to_dict(), "dose": new_dose_counts()}
     trainer = Trainer(
         model=model,
         optimizer=optimizer,
         train_loader=train_loader,
-        step_fn=make_step_fn(cfg, model),
+        step_fn=make_step_fn(cfg, model, extra),
         loop=cfg.loop,
         ctx=ctx,
         run_dir=run_dir,
         config=cfg,
-        eval_fn=make_eval_fn(cfg, val_loader, ctx),
+        eval_fn=make_eval_fn(cfg, val_loader, ctx, extra),
         scheduler=scheduler,
         scheduler_interval="epoch",
-        extra_state={"split": split, "backbone_pretrained": cfg.model.weights is not None},
+        extra_state=extra,
         ddp_kwargs=_ddp_kwargs(),
+        manifest_info={
+            "argv": list(argv) if argv is not None else list(sys.argv),
+            "data_paths": training_data_paths(cfg),
+            "weights": [model.weights_source],
+            "seeds": {"seed": cfg.seed, "split_seed": cfg.data.split_seed, "entropy_seed": cfg.entropy.seed},
+            "extra": {"aspect": cfg.data.aspect, "entropy_planned_dose": dose_summary(cfg.entropy.weight, None, cfg.entropy.compute_every)},
+        },
     )
+    if cfg.entropy.weight > 0:  # the bias images' frozen features, once, before the first step
+        with trainer.precision.autocast():
+            model.bias_features((size[0], size[1]), ctx.device)
     return trainer.fit(resume=resume, resume_from=resume_from)
+
+
+def aspect_description(cfg: TrainConfig) -> str:
+    """How images are sized, for logs and reports."""
+    h, w = cfg.data.image_size
+    if cfg.data.aspect == "keep":
+        return f"aspect ratio kept (longer side {max(h, w)} px, sides multiples of {cfg.model.saliency_map_factor})"
+    return f"squashed to {h}x{w} (H x W) whatever their aspect ratio"
 
 
 def run_training(
@@ -253,8 +392,15 @@ def run_training(
     skip_bad: bool = False,
     data: str | None = None,
     cat2000: str | None = None,
+    weights: str | None = None,
+    seed: int | None = None,
+    argv: Sequence[str] | None = None,
 ) -> FitResult:
-    """The ``train`` command: config by name or path, process group, run directory, logging, seeds."""
+    """The ``train`` command: config by name or path, process group, run directory, logging, seeds.
+
+    ``data``/``cat2000``/``weights``/``seed`` override ``data.mit_root``/``data.cat2000_root``/
+    ``model.weights_file``/``seed``.
+    """
     spec = resume_spec or ResumeSpec(None, False, None)
     ctx = init_distributed(device)
     cfg = load_config(TrainConfig, resolve_config_path("saliency_entropy", config), list(overrides))
@@ -262,8 +408,12 @@ def run_training(
         cfg.data.mit_root = data
     if cat2000:
         cfg.data.cat2000_root = cat2000
+    if weights:
+        cfg.model.weights_file = weights
+    if seed is not None:
+        cfg.seed = seed
     run_dir = prepare_run_dir(output_dir, spec.run_dir)
     setup_logging(run_dir)
     seed_everything(cfg.seed)
     log.info("run directory %s (rank %d of %d, device %s)", run_dir, ctx.rank, ctx.world_size, ctx.device)
-    return train(cfg, ctx, run_dir, resume=spec.resume, resume_from=spec.checkpoint, skip_bad=skip_bad)
+    return train(cfg, ctx, run_dir, resume=spec.resume, resume_from=spec.checkpoint, skip_bad=skip_bad, argv=argv)

@@ -18,6 +18,9 @@ reads it:
 
 A frame is rendered with a single active pixel at ``(floor(y + 0.5), floor(x + 0.5))`` (round half up),
 and an all-zero frame where the mask is False (see ``create_sparse_frames``).
+
+The study's own files (``train_data.pt``, ...) are read by ``original_data`` and converted to this
+format; ``load_split_data`` picks the reader the config's ``data.format`` names.
 """
 
 from __future__ import annotations
@@ -112,15 +115,27 @@ def save_sequences(
     return p
 
 
-def validate_sequences(obj: Any, path: str | Path, policy: BadInputPolicy | None = None) -> dict[str, Any]:
+def validate_sequences(
+    obj: Any,
+    path: str | Path,
+    policy: BadInputPolicy | None = None,
+    *,
+    field_names: dict[str, str] | None = None,
+    raw_coordinates: torch.Tensor | None = None,
+) -> dict[str, Any]:
     """Check a loaded split file; return it with bad sequences removed (only when ``policy`` skips).
 
     Structural problems (not a dict, missing or unknown keys, wrong types, dtypes or shapes) always raise
     ``DataError`` naming the file and the field. A sequence with a non-finite or out-of-range point in a
     valid frame, or an unknown motion code, goes to ``policy``: an error naming the file, field, sequence
     and frame, or with ``--skip-bad`` a counted warning and the sequence is dropped.
+
+    ``field_names`` maps ``coordinates``/``masks``/``motion`` to the names the user's file gives them (for
+    converted files, see ``original_data``); ``raw_coordinates`` are the points as the file writes them,
+    quoted beside the converted ones in messages.
     """
     where = str(path)
+    names = {"coordinates": "coordinates", "masks": "masks", "motion": "motion", **(field_names or {})}
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a dict with keys {', '.join(REQUIRED_KEYS)}, got {type(obj).__name__}")
     missing = [k for k in REQUIRED_KEYS if k not in obj]
@@ -151,9 +166,9 @@ def validate_sequences(obj: Any, path: str | Path, policy: BadInputPolicy | None
     motion = obj.get("motion")
     if motion is not None:
         if not isinstance(motion, torch.Tensor) or motion.is_floating_point() or motion.dtype == torch.bool:
-            raise DataError(f"{where}: field 'motion' must be an integer tensor, got {_describe(motion)}")
+            raise DataError(f"{where}: field {names['motion']!r} must be an integer tensor, got {_describe(motion)}")
         if tuple(motion.shape) != (n, T):
-            raise DataError(f"{where}: field 'motion' must have shape (N, T) = {(n, T)}, got {tuple(motion.shape)}")
+            raise DataError(f"{where}: field {names['motion']!r} must have shape (N, T) = {(n, T)}, got {tuple(motion.shape)}")
     if "meta" in obj and not isinstance(obj["meta"], dict):
         raise DataError(f"{where}: field 'meta' must be a dict, got {type(obj['meta']).__name__}")
 
@@ -167,14 +182,18 @@ def validate_sequences(obj: Any, path: str | Path, policy: BadInputPolicy | None
             continue
         x, y = coords[i, t].tolist()
         kind = "is not finite" if bad_value[i, t] else f"is outside [-0.5, {size - 0.5}) for size {size}"
-        policy.report(where, f"field 'coordinates' of sequence {i}, frame {t} = ({x}, {y}) {kind}")
+        value = f"({x:g}, {y:g})"
+        if raw_coordinates is not None:
+            a, b = raw_coordinates[i, t].tolist()
+            value = f"({a:g}, {b:g}) in the file, ({x:g}, {y:g}) as x=column, y=row with pixel centres at integers,"
+        policy.report(where, f"field {names['coordinates']!r} of sequence {i}, frame {t} = {value} {kind}")
         keep[i] = False
     if motion is not None:
         allowed = torch.tensor([UNKNOWN_MOTION, *MOTION_NAMES])
         bad_motion = ~torch.isin(motion.long(), allowed)
         for i, t in torch.nonzero(bad_motion).tolist():
             if keep[i]:
-                policy.report(where, f"field 'motion' of sequence {i}, frame {t} = {int(motion[i, t])}; allowed: -1, 0, 1, 2")
+                policy.report(where, f"field {names['motion']!r} of sequence {i}, frame {t} = {int(motion[i, t])}; allowed: -1, 0, 1, 2")
                 keep[i] = False
     if not keep.all():
         if not keep.any():
@@ -192,22 +211,48 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def load_sequences(path: str | Path, policy: BadInputPolicy | None = None) -> dict[str, Any]:
-    """Read and validate one split file (``weights_only=True``: never unpickles arbitrary objects)."""
+def describe_keys(obj: dict[str, Any]) -> str:
+    """``key: dtype shape, ...`` of a loaded file, for errors that help fix a key mapping."""
+    return ", ".join(f"{k!r}: {_describe(v)}" for k, v in obj.items()) or "no keys"
+
+
+def read_pt(path: str | Path, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU; a missing or unreadable file is a DataError naming it."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"{p}: no such file (expected a split file written by make-synthetic or import-csv)")
+        raise DataError(f"{p}: no such file (expected {what})")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated, foreign or pickled-object files
-        raise DataError(f"{p}: not a readable sparse-sequence file ({type(e).__name__}: {e})") from None
-    return validate_sequences(obj, p, policy)
+        raise DataError(f"{p}: cannot be read as {what} ({type(e).__name__}: {e})") from None
 
 
-def split_path(root: str | Path, split: str) -> Path:
+def load_sequences(path: str | Path, policy: BadInputPolicy | None = None) -> dict[str, Any]:
+    """Read and validate one split file (``weights_only=True``: never unpickles arbitrary objects)."""
+    return validate_sequences(read_pt(path, "a split file written by make-synthetic or import-csv"), path, policy)
+
+
+def split_path(root: str | Path, split: str, files: Any = None) -> Path:
+    """The file of ``split`` under ``root``: ``<split>.pt``, or the name ``files`` (``SplitFiles``) gives it."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    return Path(root) / f"{split}.pt"
+    return Path(root) / (getattr(files, split) if files is not None else f"{split}.pt")
+
+
+def load_split_data(cfg: Any, split: str, policy: BadInputPolicy | None = None, root: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """Read and check one split as the ``data`` config (``DataConfig``) describes it, in either format.
+
+    Returns the file's path and the native dict (``coordinates`` as x, y with pixel centres at integers,
+    ``masks``, ``size``, optional ``motion`` and ``meta``). The loaders and ``validate-data`` both use it.
+    """
+    root = root if root is not None else cfg.root
+    if cfg.format == "original":
+        from .original_data import load_original
+
+        path = split_path(root, split, cfg.original.files)
+        return path, load_original(path, cfg.original, policy)
+    path = split_path(root, split)
+    return path, load_sequences(path, policy)
 
 
 class SparseVideoDataset(Dataset):
@@ -225,15 +270,29 @@ class SparseVideoDataset(Dataset):
     Frames are rendered in ``__getitem__`` (no augmentation, so no randomness).
     """
 
-    def __init__(self, path: str | Path, n_input: int = 10, n_output: int = 10, policy: BadInputPolicy | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        n_input: int = 10,
+        n_output: int = 10,
+        policy: BadInputPolicy | None = None,
+        *,
+        data: dict[str, Any] | None = None,
+        first_frames: bool = False,
+    ) -> None:
         self.path = Path(path)
-        data = load_sequences(self.path, policy)
+        data = data if data is not None else load_sequences(self.path, policy)
         T = data["coordinates"].shape[1]
-        if T != n_input + n_output:
+        window = n_input + n_output
+        if T != window and not (first_frames and T > window):
             raise DataError(
                 f"{self.path}: sequences have {T} frames but the config asks for n_input + n_output = "
-                f"{n_input} + {n_output} = {n_input + n_output}"
+                f"{n_input} + {n_output} = {window}"
             )
+        if T > window:  # the study's files: inputs are frames [0, n_input), targets the n_output after them
+            data = {**data, "coordinates": data["coordinates"][:, :window], "masks": data["masks"][:, :window]}
+            if data.get("motion") is not None:
+                data["motion"] = data["motion"][:, :window]
         self.n_input, self.n_output = n_input, n_output
         self.size = int(data["size"])
         self.coordinates = data["coordinates"].float()
@@ -242,21 +301,24 @@ class SparseVideoDataset(Dataset):
         self.motion = motion.long() if motion is not None else torch.full(self.masks.shape, UNKNOWN_MOTION, dtype=torch.long)
         self.has_motion = motion is not None
         self.meta = data.get("meta", {})
+        # The points were checked on load: each sample only places its ones (the loader must outpace a GPU).
+        self.pixels = torch.where(self.masks[..., None], pixel_indices(torch.nan_to_num(self.coordinates)), -1)
 
     def __len__(self) -> int:
         return len(self.coordinates)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        coords, mask = self.coordinates[index], self.masks[index]
-        frames = create_sparse_frames(coords, mask, self.size)
+        mask, pixels = self.masks[index], self.pixels[index]
+        frames = torch.zeros(len(mask), 1, self.size, self.size)
+        t = torch.nonzero(mask).flatten()
+        frames[t, 0, pixels[t, 0], pixels[t, 1]] = 1.0
         k = self.n_input
-        pixels = torch.where(mask[k:, None], pixel_indices(torch.nan_to_num(coords[k:])), torch.full((self.n_output, 2), -1))
         return {
             "inputs": frames[:k],
             "targets": frames[k:],
             "input_mask": mask[:k].clone(),
             "target_mask": mask[k:].clone(),
-            "target_pixels": pixels,
+            "target_pixels": pixels[k:].clone(),
             "motion": self.motion[index, k:].clone(),
             "index": index,
         }

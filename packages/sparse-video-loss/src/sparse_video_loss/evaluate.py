@@ -12,19 +12,21 @@ from torch import nn
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.checkpoint import load_checkpoint
 from perception_shared.config import config_from_dict
-from perception_shared.distributed import DistContext, gather_by_index
+from perception_shared.distributed import DistContext, all_reduce_sum, gather_by_index
 from perception_shared.errors import CheckpointError, DataError
 from perception_shared.jsonio import json_ready, write_json
 from perception_shared.logging import get_logger, progress
+from perception_shared.manifest import check_same_data, describe_data, load_manifest
 from perception_shared.plotting import write_history_csv
 from perception_shared.samplers import eval_indices, make_eval_loader
 
 from . import __version__
 from .config import TrainConfig
 from .data import SparseVideoDataset, pixel_indices
-from .metrics import THRESHOLD, best_f1_threshold, horizon_metrics, one_hot_targets
+from .losses import SparseLoss
+from .metrics import HEADLINE_KEYS, THRESHOLD, best_f1_threshold, horizon_metrics, one_hot_targets
 from .report import plot_per_horizon, plot_prediction_grid
-from .train import build_model, check_same_size, load_split
+from .train import build_loss, build_model, check_same_size, load_split, model_identifier, toy_note
 
 log = get_logger("sparse_video_loss.evaluate")
 
@@ -47,31 +49,53 @@ def load_trained_model(checkpoint: str | Path, device: torch.device) -> tuple[nn
 
 
 @torch.no_grad()
-def predict_split(model: nn.Module, dataset: SparseVideoDataset, batch_size: int, device: torch.device, desc: str = "predict") -> dict[str, np.ndarray]:
+def predict_split(
+    model: nn.Module,
+    dataset: SparseVideoDataset,
+    batch_size: int,
+    device: torch.device,
+    desc: str = "predict",
+    *,
+    loss_fn: SparseLoss | None = None,
+    num_workers: int = 0,
+) -> dict[str, np.ndarray]:
     """Predicted probabilities for every sequence of ``dataset``, gathered over ranks in dataset order.
 
     Returns numpy arrays: ``index (N,)``, ``probs (N, T, H, W)`` float32, ``target_pixels (N, T, 2)``,
-    ``valid (N, T)`` bool, ``motion (N, T)``. Every rank returns the full arrays.
+    ``valid (N, T)`` bool, ``motion (N, T)``; with ``loss_fn`` also ``loss (T,)``: the loss of the frames
+    of each horizon that have a point (as in training), over all ranks. Every rank returns the full arrays.
     """
-    loader = make_eval_loader(dataset, batch_size)
+    loader = make_eval_loader(dataset, batch_size, num_workers=num_workers)
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("probs", "target_pixels", "valid", "motion")}
+    T, S = dataset.n_output, dataset.size
+    loss_sums = torch.zeros(2, T, dtype=torch.float64, device=device)  # loss * frames, frames per horizon
     for batch in progress(loader, desc=desc, leave=False):
         logits = model(batch["inputs"].to(device))
+        if loss_fn is not None:
+            targets, mask = batch["targets"].to(device), batch["target_mask"].to(device)
+            for h in range(T):
+                frames = mask[:, h].sum()
+                value = loss_fn(logits[:, h : h + 1], targets[:, h : h + 1], mask[:, h : h + 1]).double()
+                loss_sums[:, h] += torch.stack([value * frames, frames.double()])
         parts["probs"].append(torch.sigmoid(logits[:, :, 0].float()).cpu())
         parts["target_pixels"].append(batch["target_pixels"])
         parts["valid"].append(batch["target_mask"])
         parts["motion"].append(batch["motion"])
-    T, S = dataset.n_output, dataset.size
     empty = {"probs": (0, T, S, S), "target_pixels": (0, T, 2), "valid": (0, T), "motion": (0, T)}
     local = [torch.cat(v) if v else torch.zeros(empty[k]) for k, v in parts.items()]
     idx, probs, pixels, valid, motion = gather_by_index(eval_indices(loader), *local)
-    return {
+    out = {
         "index": idx.numpy(),
         "probs": probs.numpy(),
         "target_pixels": pixels.long().numpy(),
         "valid": valid.bool().numpy(),
         "motion": motion.long().numpy(),
     }
+    if loss_fn is not None:
+        sums = all_reduce_sum(loss_sums).cpu().numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["loss"] = np.where(sums[1] > 0, sums[0] / sums[1], np.nan)
+    return out
 
 
 def last_position_probs(dataset: SparseVideoDataset) -> np.ndarray:
@@ -106,6 +130,21 @@ def evaluate_predictions(val: dict[str, np.ndarray], test: dict[str, np.ndarray]
     return threshold, result
 
 
+def check_evaluated_data(run_dir: Path, files: dict[str, Path], *, allow: bool = False) -> list[str]:
+    """Refuse val/test files that differ from those the run's ``manifest.json`` recorded (unless ``allow``).
+
+    Returns the differences (allowed ones, for the report). A run without a manifest (made before run
+    manifests) is evaluated with a warning.
+    """
+    manifest = load_manifest(run_dir, missing_ok=True)
+    if manifest is None:
+        log.warning("%s has no manifest.json: cannot check that %s are the files it was made with", run_dir, ", ".join(map(str, files.values())))
+        return []
+    recorded = {**manifest, "data": {k: v for k, v in (manifest.get("data") or {}).items() if k in files}}
+    current = {"data": {k: describe_data(p) for k, p in files.items()}}
+    return check_same_data({f"run {run_dir}": recorded, "the data evaluated now": current}, allow=allow)
+
+
 def evaluate_run(
     checkpoint: str | Path,
     out_dir: str | Path,
@@ -113,38 +152,60 @@ def evaluate_run(
     *,
     data_root: str | Path | None = None,
     batch_size: int | None = None,
+    num_workers: int | None = None,
     skip_bad: bool = False,
+    allow_data_mismatch: bool = False,
     n_examples: int = 4,
+    figures: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on the test split; write ``metrics.json``, ``per_horizon.csv`` and PNGs to ``out_dir``.
 
     The best threshold is chosen on the val split. Baselines on the same test frames: ``blank`` (all-zero
-    frames) and ``last_position`` (the last valid input point repeated). Only rank 0 writes; every rank
-    returns the metrics.
+    frames) and ``last_position`` (the last valid input point repeated). The val/test files must be those
+    the run's manifest recorded, unless ``allow_data_mismatch``. ``figures=False`` skips the PNGs (``compare``
+    draws its own over all runs). Only rank 0 writes; every rank returns the metrics.
     """
-    model, cfg, _ = load_trained_model(checkpoint, ctx.device)
+    model, cfg, state = load_trained_model(checkpoint, ctx.device)
+    extra = state.get("extra") or {}
     policy = BadInputPolicy(skip=skip_bad)
     root = data_root if data_root is not None else cfg.data.root
     val_ds = load_split(cfg, "val", policy, root)
     test_ds = load_split(cfg, "test", policy, root)
+    mismatch = check_evaluated_data(Path(checkpoint).parent, {"val": val_ds.path, "test": test_ds.path}, allow=allow_data_mismatch)
+    for problem in mismatch:
+        log.warning("data mismatch allowed by --allow-data-mismatch: %s", problem)
     size = check_same_size([val_ds, test_ds])
     if size != model.in_shape[-1]:
         raise DataError(f"{root}: frames are {size}x{size}, but checkpoint {checkpoint} was trained on {model.in_shape[-1]}x{model.in_shape[-1]}")
     bs = batch_size or cfg.data.eval_batch_size
-    val = predict_split(model, val_ds, bs, ctx.device, "predict val")
-    test = predict_split(model, test_ds, bs, ctx.device, "predict test")
+    workers = cfg.data.num_workers if num_workers is None else num_workers
+    loss_fn = build_loss(cfg.loss)
+    val = predict_split(model, val_ds, bs, ctx.device, "predict val", num_workers=workers)
+    test = predict_split(model, test_ds, bs, ctx.device, "predict test", loss_fn=loss_fn, num_workers=workers)
     threshold, result = evaluate_predictions(val, test, test_ds.has_motion)
+    for row, value in zip(result["per_horizon"], test["loss"]):
+        row["loss"] = float(value)
+    result["overall"]["loss"] = float(np.nanmean(test["loss"])) if np.isfinite(test["loss"]).any() else float("nan")
     blank = horizon_metrics(np.zeros_like(test["probs"]), test["target_pixels"], test["valid"], THRESHOLD, localization=False)
     last = horizon_metrics(
         last_position_probs(test_ds), test["target_pixels"], test["valid"], THRESHOLD,
         motion=test["motion"] if test_ds.has_motion else None,
     )
+    weights = extra.get("weights") or {"identifier": model_identifier(cfg.model), "kind": "unknown",
+                                       "note": "the checkpoint predates weights records"}
+    toy = bool(extra.get("toy", cfg.toy))
     metrics: dict[str, Any] = {
         "package": "sparse-video-loss",
         "version": __version__,
         "checkpoint": str(checkpoint),
         "data": str(root),
+        "data_format": cfg.data.format,
         "split": "test",
+        "toy": toy,
+        **({"note": toy_note(cfg)} if toy else {}),
+        "weights": weights,
+        "random_init": weights.get("kind") == "random",
+        "headline": {k: result["overall"].get(k) for k in HEADLINE_KEYS},
         "n_samples": int(len(test["index"])),
         "n_frames": result["n_frames"],
         "loss": {"name": cfg.loss.name, "kwargs": dict(cfg.loss.kwargs)},
@@ -165,26 +226,33 @@ def evaluate_run(
         metrics["baselines"]["last_position"]["by_motion"] = last["by_motion"]
     if policy.count:
         metrics["skipped_inputs"] = policy.skipped
+    if mismatch:
+        metrics["data_mismatch_allowed"] = mismatch
     metrics = json_ready(metrics)
     if ctx.is_main:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "metrics.json", metrics)
         write_per_horizon_csv(metrics, out / "per_horizon.csv")
-        plot_per_horizon({cfg.loss.name: metrics}, out / "per_horizon.png", baselines=metrics["baselines"])
-        rows = min(n_examples, len(test["index"]))
-        plot_prediction_grid(
-            {"true": _target_frames(test, rows), cfg.loss.name: test["probs"][:rows]},
-            out / "predictions.png",
-            inputs=_last_inputs(test_ds, rows),
-        )
+        if figures:
+            plot_per_horizon({cfg.loss.name: metrics}, out / "per_horizon.png", baselines=metrics["baselines"],
+                             title=toy_note(cfg) or None)
+            rows = min(n_examples, len(test["index"]))
+            plot_prediction_grid(
+                {"true": _target_frames(test, rows), cfg.loss.name: test["probs"][:rows]},
+                out / "predictions.png",
+                inputs=_last_inputs(test_ds, rows),
+            )
+        o = metrics["overall"]
         log.info(
-            "test (%d sequences): F1@0.5 %.3f, F1@best(%.3g) %.3f, AP %.3f, localization error %.2f px; last-position F1 %.3f, %.2f px",
-            metrics["n_samples"], metrics["overall"]["f1@0.5"], threshold, metrics["overall"]["f1@best"],
-            metrics["overall"]["ap"], metrics["overall"]["loc_error_px"],
-            metrics["baselines"]["last_position"]["overall"]["f1@0.5"],
-            metrics["baselines"]["last_position"]["overall"]["loc_error_px"],
+            "test (%d sequences; weights: %s%s): localization error %.2f px, hit@1px %.3f, hit@2px %.3f; "
+            "F1@0.5 %.3f, F1@best(%.3g) %.3f, AP %.3f, collapsed frames %.0f%%; last position %.2f px",
+            metrics["n_samples"], weights.get("identifier"), " RANDOM INIT" if metrics["random_init"] else "",
+            o["loc_error_px"], o["hit@1px"], o["hit@2px"], o["f1@0.5"], threshold, o["f1@best"], o["ap"],
+            100 * o["collapsed_fraction"], metrics["baselines"]["last_position"]["overall"]["loc_error_px"],
         )
+        if toy:
+            log.warning("%s", toy_note(cfg))
     return metrics
 
 

@@ -45,6 +45,10 @@ from perception_shared.logging import get_logger
 from .data import SPLITS, save_sequences
 
 REQUIRED_COLUMNS = ("sequence", "t", "x", "y")
+# Gaze is sampled at 15 Hz (webcams) to 2000 Hz (lab trackers): 0.5-67 ms between samples. A median
+# interval of 0.25 s or more is not a gaze trace in seconds but one written in milliseconds (a 250 Hz
+# trace then shows 4 "seconds" between samples) or microseconds.
+MAX_SAMPLE_INTERVAL_S = 0.25
 log = get_logger("sparse_video_loss.importer")
 
 
@@ -66,8 +70,40 @@ def _number(text: str, allow_missing: bool) -> float | None:
     return v
 
 
-def read_traces(path: str | Path, policy: BadInputPolicy | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Read the CSV: ``{sequence: (n, 3) array of t, x, y}`` (x, y NaN where missing) and ``{sequence: split}``."""
+def check_sample_interval(traces: dict[str, np.ndarray], path: str | Path, max_interval_s: float = MAX_SAMPLE_INTERVAL_S) -> float | None:
+    """The median interval between consecutive samples (seconds, all traces pooled); a DataError when it
+    is implausible for seconds, naming the column ``t``, the interval seen and the unit it suggests.
+
+    Returns None when no trace has two samples at different times.
+    """
+    gaps = [np.diff(a[:, 0]) for a in traces.values() if len(a) > 1]
+    positive = np.concatenate(gaps)[np.concatenate(gaps) > 0] if gaps else np.zeros(0)
+    if not len(positive):
+        return None
+    median = float(np.median(positive))
+    if median >= max_interval_s:
+        rate_ms, rate_us = 1000.0 / median, 1e6 / median
+        guess = (
+            f"in milliseconds it would be a {rate_ms:g} Hz trace: divide t by 1000"
+            if 10 <= rate_ms <= 5000
+            else f"in microseconds it would be a {rate_us:g} Hz trace: divide t by 1e6"
+            if 10 <= rate_us <= 5000
+            else "check the unit of t"
+        )
+        raise DataError(
+            f"{path}: column 't' must be in seconds, but the median interval between samples is {median:g} "
+            f"(a {1 / median:.3g} Hz trace if these were seconds; gaze is sampled at 15-2000 Hz); {guess}. "
+            f"(Traces this slow on purpose: raise --max-sample-interval above {max_interval_s:g} s.)"
+        )
+    return median
+
+
+def read_traces(
+    path: str | Path, policy: BadInputPolicy | None = None, *, max_interval_s: float = MAX_SAMPLE_INTERVAL_S
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Read the CSV: ``{sequence: (n, 3) array of t, x, y}`` (x, y NaN where missing) and ``{sequence: split}``.
+
+    The time column must be in seconds (``check_sample_interval``)."""
     policy = policy or BadInputPolicy(skip=False)
     p = Path(path)
     if not p.is_file():
@@ -116,6 +152,7 @@ def read_traces(path: str | Path, policy: BadInputPolicy | None = None) -> tuple
     for seq, r in rows.items():
         a = np.asarray(r, dtype=np.float64)
         traces[seq] = a[np.argsort(a[:, 0], kind="stable")]
+    check_sample_interval(traces, p, max_interval_s)
     return traces, splits
 
 
@@ -161,9 +198,11 @@ def import_csv(
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     policy: BadInputPolicy | None = None,
+    max_interval_s: float = MAX_SAMPLE_INTERVAL_S,
 ) -> dict[str, Any]:
     """Bin the traces of ``csv_path`` and write ``train.pt``, ``val.pt`` and ``test.pt`` under ``out_dir``.
 
+    ``max_interval_s``: a median sample interval at or above it means ``t`` is not in seconds (refused).
     Returns ``{"paths": {split: path}, "windows": {split: count}, ...counts of what was dropped}``.
     """
     if screen_width <= 0 or screen_height <= 0:
@@ -176,7 +215,7 @@ def import_csv(
     if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
         raise DataError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
     policy = policy or BadInputPolicy(skip=False)
-    traces, given = read_traces(csv_path, policy)
+    traces, given = read_traces(csv_path, policy, max_interval_s=max_interval_s)
     names = sorted(traces)
     if given:
         assignment = {s: given[s] for s in names}

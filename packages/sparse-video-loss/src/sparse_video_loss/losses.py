@@ -56,10 +56,10 @@ def _mean_over_frames(per_frame: torch.Tensor, mask: torch.Tensor | None, logits
     """Mean of a ``(B, T)`` per-frame loss over the frames where ``mask`` is set (all frames without a mask)."""
     if mask is None:
         return per_frame.mean()
-    n = mask.sum()
-    if n == 0:
-        return logits.sum() * 0.0  # keeps the graph (and DDP's gradient hooks) with a zero gradient
-    return (per_frame * mask).sum() / n
+    # No branch on the count: reading it would stall a GPU every step. With no counted frame the sum is 0
+    # and the graph (and DDP's gradient hooks) stays connected with a zero gradient.
+    counted = torch.where(mask > 0, per_frame * mask, torch.zeros_like(per_frame))
+    return counted.sum() / mask.sum().clamp(min=1)
 
 
 def _pixel_mean(elementwise: torch.Tensor, mask: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:

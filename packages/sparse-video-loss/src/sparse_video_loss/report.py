@@ -11,45 +11,53 @@ import numpy as np
 
 from perception_shared.plotting import plt  # headless matplotlib, configured once in perception_shared
 
+from .metrics import REPORT_KEYS
+
 PANELS = (
-    ("f1@0.5", "F1 at threshold 0.5"),
-    ("f1@best", "F1 at the val-chosen threshold"),
-    ("ap", "average precision"),
     ("loc_error_px", "localization error (pixels)"),
+    ("hit@1px", "hit rate within 1 pixel"),
+    ("hit@2px", "hit rate within 2 pixels"),
+    ("f1@best", "F1 at the val-chosen threshold"),
+    ("f1@0.5", "F1 at threshold 0.5"),
+    ("collapsed_fraction", "collapsed frames (peak/mean < 3)"),
 )
-TABLE_COLUMNS = (
-    "f1@0.5",
-    "precision@0.5",
-    "recall@0.5",
-    "f1@best",
-    "threshold_best",
-    "ap",
-    "loc_error_px",
-    "argmax_hit",
-    "predicted_mass",
-)
+# The comparison table: the report order (headline first), the threshold beside the F1 it maximizes.
+_LEFT_OUT = ("argmax_hit", "precision@best", "recall@best", "peak_to_mean")
+TABLE_COLUMNS = tuple(c for k in REPORT_KEYS if k not in _LEFT_OUT for c in ((k, "threshold_best") if k == "f1@best" else (k,)))
 
 
 def plot_per_horizon(
-    results: Mapping[str, Mapping[str, Any]], path: str | Path, baselines: Mapping[str, Mapping[str, Any]] | None = None
+    results: Mapping[str, Mapping[str, Any]],
+    path: str | Path,
+    baselines: Mapping[str, Mapping[str, Any]] | None = None,
+    title: str | None = None,
 ) -> Path:
-    """One panel per metric against the horizon (1..T); a line per model, dashed grey lines for baselines."""
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
-    for ax, (key, title) in zip(axes.flat, PANELS):
+    """One panel per metric against the horizon (1..T): a line per model, with a +-sd band where the rows
+    carry ``<metric>_sd`` (means over seeds), and dashed grey lines for the baselines."""
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7))
+    for ax, (key, label) in zip(axes.flat, PANELS):
         for name, m in results.items():
             rows = m["per_horizon"]
-            ax.plot([r["horizon"] for r in rows], [_num(r.get(key)) for r in rows], marker="o", ms=3, label=name)
+            h = [r["horizon"] for r in rows]
+            mean = np.array([_num(r.get(key)) for r in rows])
+            (line,) = ax.plot(h, mean, marker="o", ms=3, label=name)
+            sd = np.array([_num(r.get(f"{key}_sd")) for r in rows])
+            if np.isfinite(sd).any():
+                ax.fill_between(h, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, linewidth=0)
         for name, b in (baselines or {}).items():
             rows = b["per_horizon"]
             values = [_num(r.get(key)) for r in rows]
             if not all(np.isnan(values)):
                 style = ":" if name == "blank" else "--"
                 ax.plot([r["horizon"] for r in rows], values, style, color="grey", label=f"{name} (baseline)")
-        ax.set_title(title)
+        ax.set_title(label)
         ax.set_xlabel("horizon (frames after the last input)")
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
+    if title:
+        fig.suptitle(title, fontsize=9)
+    # fixed margins: tight_layout measures every label and costs about a second per figure on a CPU
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.08, top=0.9, wspace=0.22, hspace=0.35)
     p = Path(path)
     fig.savefig(p, dpi=100)
     plt.close(fig)
@@ -108,38 +116,79 @@ def plot_prediction_grid(panels: Mapping[str, np.ndarray], path: str | Path, inp
     return p
 
 
-def comparison_rows(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per predictor: the overall metrics of each loss, then the baselines of the first result."""
+def plot_prediction_strip(last_inputs: np.ndarray, probs: np.ndarray, peaks: np.ndarray, names: Sequence[str], path: str | Path) -> Path:
+    """One row per trace: its last input frame, then the predicted maps of the future frames with the
+    predicted position (argmax) circled.
+
+    Args:
+        last_inputs: ``(n, H, W)`` last input frame of each trace.
+        probs: ``(n, T, H, W)`` predicted probabilities.
+        peaks: ``(n, T, 2)`` ``(row, col)`` of each predicted map's maximum.
+        names: the traces' names, for the row labels.
+    """
+    n, T, H, W = probs.shape
+    fig, axes = plt.subplots(n, T + 1, figsize=(1.1 * (T + 1) + 1.0, 1.15 * n + 0.4), squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(last_inputs[i], cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+        axes[i, 0].set_ylabel(str(names[i]), fontsize=7, rotation=0, ha="right", va="center")
+        for t in range(T):
+            ax = axes[i, t + 1]
+            ax.imshow(probs[i, t], cmap="magma", vmin=0, vmax=max(float(probs[i, t].max()), 1e-6), interpolation="nearest")
+            ax.scatter([peaks[i, t, 1]], [peaks[i, t, 0]], s=40, facecolors="none", edgecolors="cyan", linewidths=0.8)
+        for ax in axes[i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_title("last input", fontsize=7)
+    for t in range(T):
+        axes[0, t + 1].set_title(f"+{t + 1}", fontsize=7)
+    fig.suptitle("predicted maps (each scaled to its own maximum); circle: predicted position", fontsize=8)
+    fig.tight_layout()
+    p = Path(path)
+    fig.savefig(p, dpi=100)
+    plt.close(fig)
+    return p
+
+
+def comparison_rows(summary: Mapping[str, Mapping[str, Any]], baselines: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per predictor: each loss's overall mean and sd over seeds (``<metric>``, ``<metric>_sd``),
+    then the baselines (deterministic: no sd)."""
     rows = []
-    for name, m in results.items():
-        row = {"predictor": name, "kind": "loss"}
-        row.update({k: m["overall"].get(k) for k in TABLE_COLUMNS if k != "threshold_best"})
-        row["threshold_best"] = m.get("threshold_best")
+    for name, m in summary.items():
+        row: dict[str, Any] = {"predictor": name, "kind": "loss", "n_seeds": m["n_seeds"]}
+        for k in TABLE_COLUMNS:
+            row[k], row[f"{k}_sd"] = m["overall"].get(k), m["overall"].get(f"{k}_sd")
         rows.append(row)
-    if results:
-        first = next(iter(results.values()))
-        for name, b in first.get("baselines", {}).items():
-            row = {"predictor": name, "kind": "baseline"}
-            row.update({k: b["overall"].get(k) for k in TABLE_COLUMNS if k != "threshold_best"})
-            row["threshold_best"] = None
-            rows.append(row)
+    for name, b in baselines.items():
+        row = {"predictor": name, "kind": "baseline", "n_seeds": None}
+        for k in TABLE_COLUMNS:
+            row[k], row[f"{k}_sd"] = b["overall"].get(k), None
+        rows.append(row)
     return rows
 
 
-def write_comparison(rows: Sequence[Mapping[str, Any]], md_path: str | Path, csv_path: str | Path, title: str = "") -> tuple[Path, Path]:
-    """The comparison table as CSV (full precision, empty for undefined) and Markdown (3 decimals)."""
-    columns = ["predictor", "kind", *TABLE_COLUMNS]
+def _cell(value: Any, sd: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{float(value):.3f}" if sd is None else f"{float(value):.3f} ± {float(sd):.3f}"
+
+
+def write_comparison(
+    rows: Sequence[Mapping[str, Any]], md_path: str | Path, csv_path: str | Path, title: str = "", notes: Sequence[str] = ()
+) -> tuple[Path, Path]:
+    """The comparison table as CSV (full precision; ``<metric>`` and ``<metric>_sd`` columns, empty when
+    undefined) and Markdown (``mean ± sd``, 3 decimals) with ``notes`` under the title."""
+    columns = ["predictor", "kind", "n_seeds"] + [c for k in TABLE_COLUMNS for c in (k, f"{k}_sd")]
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(columns)
         for r in rows:
             w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
     lines = [f"# {title}", ""] if title else []
-    lines.append("| " + " | ".join(columns) + " |")
+    lines += [f"- {n}" for n in notes] + ([""] if notes else [])
+    lines.append("| predictor | kind | " + " | ".join(TABLE_COLUMNS) + " |")
     lines.append("|" + "|".join(["---"] * 2 + ["---:"] * len(TABLE_COLUMNS)) + "|")
     for r in rows:
-        cells = [str(r["predictor"]), str(r["kind"])]
-        cells += ["–" if r.get(c) is None else f"{float(r[c]):.3f}" for c in TABLE_COLUMNS]
+        cells = [str(r["predictor"]), str(r["kind"])] + [_cell(r.get(c), r.get(f"{c}_sd")) for c in TABLE_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     Path(md_path).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return Path(md_path), Path(csv_path)

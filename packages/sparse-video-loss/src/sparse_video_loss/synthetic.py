@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import OriginalFormatConfig
 from .data import SPLITS, save_sequences
+from .original_data import write_original
 
 FIXATION, PURSUIT, SACCADE = 0, 1, 2
 
@@ -139,8 +141,14 @@ def make_synthetic(
     size: int = 32,
     seed: int = 0,
     params: MotionParams | None = None,
+    original: OriginalFormatConfig | None = None,
 ) -> dict[str, Path]:
     """Write ``train.pt``, ``val.pt``, ``test.pt`` under ``out``; returns ``{split: path}``.
+
+    With ``original`` (an ``OriginalFormatConfig``), write the study's format instead: the files, keys and
+    coordinate convention it names (by default ``train_data.pt``, ... with ``coordinates`` as (row, col)
+    grid pixels with pixel ``i`` covering ``[i, i + 1)`` and a float ``fixation_mask``), so the original
+    loader can be tested end to end.
 
     The three splits come from independent streams of one seed, so changing ``n_train`` leaves val and
     test unchanged.
@@ -156,6 +164,12 @@ def make_synthetic(
     paths = {}
     for split, n, stream in zip(SPLITS, (n_train, n_val, n_test), streams):
         data = generate_split(n, frames, size, stream, params)
+        if original is not None:
+            if original.size != size:
+                raise ValueError(f"the original format's grid size ({original.size}) differs from size ({size})")
+            paths[split] = write_original(Path(out) / getattr(original.files, split), data["coordinates"], data["masks"], original,
+                                          motion=data["motion"])
+            continue
         meta = {"source": "synthetic", "seed": seed, "split": split, "frame_rate_hz": 1000.0 / params.frame_ms}
         meta.update({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(params).items()})
         paths[split] = save_sequences(Path(out) / f"{split}.pt", data["coordinates"], data["masks"], size, motion=data["motion"], meta=meta)

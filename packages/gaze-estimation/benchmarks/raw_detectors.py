@@ -1,0 +1,157 @@
+"""How much each face/landmark detector costs predict-raw on rendered camera images with known truth.
+
+    python benchmarks/raw_detectors.py --run RUN --out raw_detectors.json [--n 60]
+
+RUN: a run trained on ``make-synthetic`` data (its normalization is the renderer's). On ``n`` camera
+images of random synthetic people (head roll within 15 degrees, faces anywhere in a 640 x 480 image,
+450-700 mm away), the same model's gaze error in the camera's coordinates, by how the face was normalized:
+
+* ``ideal``: the renderer's own crops (what the model was trained on), de-normalized with the true rotation;
+* ``true pose``: the camera image normalized with the true face centre and rotation (the normalization alone);
+* ``landmarks (stand-in)``: the true landmark positions (eye centres, nose, mouth) with PnP against the mean
+  synthetic face model: what a perfect landmark model such as MediaPipe's would give (MediaPipe itself
+  cannot be installed or downloaded here, so it is not measured);
+* ``haar``: OpenCV's Haar cascades, the default.
+
+Also the detection rates and the normalizing rotation's error. Writes JSON and a PNG beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gaze_estimation.evaluate import load_model
+from gaze_estimation.landmarks import FaceLandmarks, HaarDetector, load_face_model
+from gaze_estimation.metrics import per_sample_errors
+from gaze_estimation.normalization import crop_warp, denormalize_gaze, face_warp, transform_points, warp_crop
+from gaze_estimation.raw import Frame, RawGazePredictor
+from gaze_estimation.synthetic import random_camera_faces, render_sample
+from perception_shared.plotting import plt
+
+JITTER = ("face_du", "face_dv", "leye_du", "leye_dv", "reye_du", "reye_dv")
+
+
+def rotation_deg(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip((np.trace(a @ b.T) - 1) / 2, -1, 1))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, help="run directory or checkpoint of a model trained on synthetic data")
+    parser.add_argument("--out", required=True, help="output JSON (a PNG is written beside it)")
+    parser.add_argument("--n", type=int, default=60, help="camera images (default 60)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    run = Path(args.run)
+    model, cfg, _ = load_model(run / "best_model.pth" if run.is_dir() else run)
+    rng = np.random.default_rng(args.seed)
+    t0 = time.time()
+    r = random_camera_faces(rng, args.n, image_size=(640, 480), focal_px=600.0, distance_mm=(450.0, 700.0), participants=args.n)
+    render_s = time.time() - t0
+    face_model = load_face_model("synthetic")
+    norm = cfg.normalization
+
+    ideal = render_sample(dataclasses.replace(r.params, **{k: np.zeros(args.n, np.float32) for k in JITTER}))
+    with torch.no_grad():
+        x = [torch.from_numpy(ideal[k]).permute(0, 3, 1, 2).float().div(255) for k in ("face", "leye", "reye")]
+        g_ideal = denormalize_gaze(model(*x).double().numpy(), r.rotation)
+    results: dict[str, dict] = {"ideal": {"found": args.n, "error_deg": per_sample_errors(g_ideal, r.gaze).tolist()}}
+
+    frames = [Frame(f"render{i}", i, None, r.images[i]) for i in range(args.n)]
+
+    def stand_in(names):
+        """STAND-IN for a landmark model: the true landmark positions, frame by frame."""
+        frame = iter(range(args.n))
+
+        def detect(img: np.ndarray) -> FaceLandmarks:
+            i = next(frame)
+            return FaceLandmarks((0.0, 0.0, 1.0, 1.0), {k: tuple(r.landmarks[k][i]) for k in names}, "stand-in")
+
+        return detect
+
+    detectors = {
+        "landmarks (stand-in)": stand_in(("right_eye", "left_eye", "nose", "mouth")),
+        "haar": HaarDetector(),
+    }
+    for name, detector in detectors.items():
+        t = time.time()
+        out = list(RawGazePredictor(model, norm, detector, face_model, intrinsics=r.camera_matrix).predict(frames))
+        seconds = time.time() - t
+        found = [i for i, o in enumerate(out) if o.face is not None]
+        errors = per_sample_errors(np.stack([out[i].gaze for i in found]), r.gaze[found]) if found else np.zeros(0)
+        methods: dict[str, int] = {}
+        for i in found:
+            methods[out[i].face.landmarks.method] = methods.get(out[i].face.landmarks.method, 0) + 1
+        results[name] = {
+            "found": len(found),
+            "methods": methods,
+            "error_deg": errors.tolist(),
+            "rotation_error_deg": [rotation_deg(out[i].face.rotation, r.rotation[i]) for i in found],
+            "face_centre_error_mm": [float(np.linalg.norm(out[i].face.face_centre - r.face_centre[i])) for i in found],
+            "seconds_per_frame": seconds / args.n,
+        }
+        if name == "haar":
+            eyes = [i for i in found if out[i].face.landmarks.method == "haar-eyes"]
+            results["haar (eyes found)"] = {"found": len(eyes), "error_deg": per_sample_errors(
+                np.stack([out[i].gaze for i in eyes]), r.gaze[eyes]).tolist() if eyes else []}
+
+    # the true pose: the normalization alone, with the true face centre and rotation
+    crops = {"face": [], "leye": [], "reye": []}
+    for i in range(args.n):
+        w = face_warp(r.camera_matrix, r.face_centre[i], r.rotation[i], norm)
+        crops["face"].append(warp_crop(r.images[i], w, 224))
+        for crop, point in (("leye", "left_eye"), ("reye", "right_eye")):
+            crops[crop].append(warp_crop(r.images[i], crop_warp(w, transform_points(w, r.landmarks[point][i]), norm.eye_span_px, 112), 112))
+    with torch.no_grad():
+        x = [torch.from_numpy(np.stack(crops[k])).permute(0, 3, 1, 2).float().div(255) for k in ("face", "leye", "reye")]
+        g_true = denormalize_gaze(model(*x).double().numpy(), r.rotation)
+    results["true pose"] = {"found": args.n, "error_deg": per_sample_errors(g_true, r.gaze).tolist()}
+
+    mean_predictor = per_sample_errors(np.tile(r.gaze.mean(0), (args.n, 1)), r.gaze)
+    summary = {
+        name: {
+            "found": f"{v['found']}/{args.n}",
+            "mean_error_deg": float(np.mean(v["error_deg"])) if v["error_deg"] else None,
+            "median_error_deg": float(np.median(v["error_deg"])) if v["error_deg"] else None,
+            **({"median_rotation_error_deg": float(np.median(v["rotation_error_deg"]))} if v.get("rotation_error_deg") else {}),
+            **({"median_face_centre_error_mm": float(np.median(v["face_centre_error_mm"]))} if v.get("face_centre_error_mm") else {}),
+            **({"methods": v["methods"]} if "methods" in v else {}),
+        }
+        for name, v in results.items()
+    }
+    report = {
+        "run": str(run),
+        "model": cfg.model.name,
+        "n_images": args.n,
+        "render_seconds": render_s,
+        "mean_predictor_error_deg": float(mean_predictor.mean()),
+        "summary": summary,
+        "per_image": results,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    order = ["ideal", "true pose", "landmarks (stand-in)", "haar (eyes found)", "haar"]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    means = [summary[k]["mean_error_deg"] or 0.0 for k in order]
+    ax.bar(range(len(order)), means, color="tab:blue")
+    ax.axhline(float(mean_predictor.mean()), color="tab:red", ls="--", lw=1, label="mean predictor")
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels([f"{k}\n{summary[k]['found']}" for k in order], fontsize=8)
+    ax.set_ylabel("camera-frame gaze error (deg)")
+    ax.set_title(f"predict-raw on {args.n} rendered faces, {cfg.model.name}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=100)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()

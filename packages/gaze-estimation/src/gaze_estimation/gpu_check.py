@@ -1,0 +1,62 @@
+"""The gaze-estimation part of ``tools/gpu_check.sh``: the research model and loader at research size.
+
+``build_spec`` returns the research config ``eve_lite`` as training builds it: ``GazeTRLite`` (three
+ResNet-18 branches, face at 224 px and each eye at 112 px, and the 4-layer token fusion: 35.6M
+parameters; RANDOM INIT, the check never downloads weights), the training step ``train.make_step_fn``,
+AdamW with the config's parameter groups, gradient clipping at ``loop.grad_clip``, and the training
+DataLoader with the config's augmentation and ``data.num_workers`` (8) over synthetic participants in
+the training format (research-size crops: 224 and 112 px) rendered by ``synthetic.make_synthetic``.
+On CUDA the batch is the config's (64 per GPU); on CPU (the dry run) it is 4, so that the check stays
+well under a minute. ``gazetr_hybrid`` (109M) is not checked here: ``eve_lite`` is the configuration the
+package's results are planned on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from perception_shared.config import load_config, resolve_config_path
+from perception_shared.gpu_check import GpuCheckSpec
+from perception_shared.samplers import make_train_loader
+
+from .config import TrainConfig
+from .data import load_split
+from .models import build_model, count_parameters
+from .synthetic import make_synthetic
+from .train import make_optimizer, make_step_fn
+
+CONFIG = "eve_lite"
+CPU_BATCH = 4
+
+
+def build_spec(device: torch.device, workdir: Path, *, steps: int) -> GpuCheckSpec:
+    """The spec for ``steps`` training steps (the loader holds enough batches for them and its timing)."""
+    cfg = load_config(TrainConfig, resolve_config_path("gaze_estimation", CONFIG), [])
+    cuda = device.type == "cuda"
+    batch = cfg.data.batch_size if cuda else CPU_BATCH
+    per_participant = -(-batch * (max(steps, 3) + 2) // 2)  # two participants hold the batches needed
+    root = Path(workdir) / "data"
+    make_synthetic(root, train_participants=2, val_participants=0, samples_per_participant=per_participant, seed=cfg.seed)
+    dataset = load_split(root, cfg.data.train_split, camera="basler", augment=cfg.augment if cfg.augment.enabled else None)
+    loader = make_train_loader(dataset, batch, seed=cfg.seed, num_workers=cfg.data.num_workers, drop_last=True, pin_memory=cuda)
+    model, sources = build_model(dataclasses.replace(cfg.model, pretrained=False))
+    return GpuCheckSpec(
+        name=f"{cfg.model.name} ({CONFIG} config, face 224 px, eyes 112 px)",
+        model=model,
+        loader=loader,
+        step_fn=make_step_fn(cfg.mse_weight),
+        batch_size=batch,
+        optimizer=lambda params: make_optimizer(model, cfg.optim),
+        grad_clip=cfg.loop.grad_clip,
+        notes={
+            "config": CONFIG,
+            "parameters": count_parameters(model),
+            "weights": {role: f"{src.identifier}: RANDOM INIT (the check never downloads)" for role, src in sources.items()},
+            "batch_size": batch,
+            "num_workers": cfg.data.num_workers,
+            "synthetic_samples": len(dataset),
+        },
+    )

@@ -1,0 +1,325 @@
+"""Faces and landmarks in camera images, and the head pose that data normalization needs.
+
+Two detectors, chosen in the ``predict-raw`` config (``landmarks.detector``):
+
+* ``haar`` (default, offline out of the box): OpenCV's Haar cascades that ship with
+  ``opencv-python-headless`` below 5.0 (``cv2.data.haarcascades``): the frontal-face cascade ``alt2``, then
+  the eye cascade in the upper part of the face. It gives the two eye centres (or, when the eye cascade
+  finds no pair, eye positions at fixed proportions of the face box: method ``haar-box``). From two eyes
+  the head pose is only partly known: the depth comes from the face model's eye distance, the head's x
+  axis from the line between the eyes, and the head is assumed to face the camera.
+* ``mediapipe``: MediaPipe's Face Landmarker (a ``.task`` file the user downloads, read by the optional
+  ``mediapipe`` package; ``landmarks.model_path``). Its 478-point mesh gives the eye corners, nose tip
+  and mouth corners, and the full head pose comes from ``cv2.solvePnP`` against the face model.
+
+Face models hold named 3D points in millimetres in the frame of data normalization's face models:
+origin midway between the eye centres, x towards the subject's left, y down, z into the head.
+``generic`` is an average adult face (eye corners and mouth corners as in the 6-point model of Zhang et
+al.'s normalization code, eye centres midway between the corners, the nose tip from average
+anthropometry); ``synthetic`` is the head of ``make-synthetic``; a JSON file ``{"name": [x, y, z], ...}``
+gives any other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from perception_shared.errors import ConfigError
+
+from .synthetic import SYNTHETIC_FACE_MODEL
+
+EYES = ("right_eye", "left_eye")
+
+GENERIC_FACE_MODEL: dict[str, tuple[float, float, float]] = {
+    "right_eye_outer": (-45.1, -0.5, 2.4),
+    "right_eye_inner": (-21.3, 0.5, -2.4),
+    "left_eye_inner": (21.3, 0.5, -2.4),
+    "left_eye_outer": (45.1, -0.5, 2.4),
+    "right_eye": (-33.2, 0.0, 0.0),
+    "left_eye": (33.2, 0.0, 0.0),
+    "nose": (0.0, 45.0, -20.0),
+    "mouth_right": (-26.3, 68.6, 0.0),
+    "mouth_left": (26.3, 68.6, 0.0),
+}
+FACE_MODELS = {"generic": GENERIC_FACE_MODEL, "synthetic": SYNTHETIC_FACE_MODEL}
+
+# MediaPipe face-mesh indices of the points used here (the subject's right eye is on the image's left).
+MEDIAPIPE_POINTS: dict[str, int] = {
+    "right_eye_outer": 33,
+    "right_eye_inner": 133,
+    "left_eye_inner": 362,
+    "left_eye_outer": 263,
+    "nose": 1,
+    "mouth_right": 61,
+    "mouth_left": 291,
+}
+# Eye positions inside a Haar face box (fractions of its width and height), for faces whose eyes the
+# eye cascade does not find: an average over frontal faces, not a measurement of this face.
+HAAR_BOX_EYES = {"right_eye": (0.30, 0.38), "left_eye": (0.70, 0.38)}
+
+
+@dataclass(frozen=True)
+class FaceLandmarks:
+    """One face in an image: its box ``(x, y, w, h)`` and named points, in pixels (OpenCV pixel centres).
+
+    ``points`` always holds ``right_eye`` and ``left_eye`` (the subject's; the right eye is on the
+    image's left); ``method`` says how they were found (``haar-eyes``, ``haar-box``, ``mediapipe``, or
+    the name of another detector).
+    """
+
+    box: tuple[float, float, float, float]
+    points: dict[str, tuple[float, float]]
+    method: str
+
+
+Detector = Callable[[np.ndarray], "FaceLandmarks | None"]
+
+
+def load_face_model(spec: str | Path) -> dict[str, np.ndarray]:
+    """A face model by name (``generic``, ``synthetic``) or from a JSON file; needs both eye centres."""
+    name = str(spec)
+    if name in FACE_MODELS:
+        raw: dict = FACE_MODELS[name]
+        where = f"face model {name!r}"
+    else:
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"landmarks.face_model: {name!r} is neither {' nor '.join(FACE_MODELS)} nor an existing JSON file")
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"face model {path}: cannot read JSON ({e})") from None
+        where = f"face model {path}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected an object of named [x, y, z] points in mm")
+    model = {}
+    for key, value in raw.items():
+        arr = np.asarray(value, dtype=np.float64)
+        if arr.shape != (3,) or not np.isfinite(arr).all():
+            raise ConfigError(f"{where}: point {key!r} is {value!r}, expected three finite numbers (mm)")
+        model[key] = arr
+    missing = [e for e in EYES if e not in model]
+    if missing:
+        raise ConfigError(f"{where}: missing point(s) {', '.join(missing)} (the eye centres are required)")
+    if np.linalg.norm(model["left_eye"] - model["right_eye"]) <= 0:
+        raise ConfigError(f"{where}: the two eye centres coincide")
+    return model
+
+
+class HaarDetector:
+    """Largest frontal face (Haar cascade ``alt2``) and its two eyes (Haar eye cascade).
+
+    The cascades are trained on upright faces: when the upright image gives no face with two eyes, the
+    image is also searched rotated by each angle of ``rolls_deg`` (a tilted head), and the points are
+    rotated back. A face whose eyes are not found gets eye positions at fixed proportions of its box
+    (method ``haar-box``).
+    """
+
+    def __init__(self, min_face_px: int = 48, rolls_deg: Sequence[float] = (20.0, -20.0)) -> None:
+        root = Path(cv2.data.haarcascades)
+        self.face = cv2.CascadeClassifier(str(root / "haarcascade_frontalface_alt2.xml"))
+        self.eye = cv2.CascadeClassifier(str(root / "haarcascade_eye.xml"))
+        if self.face.empty() or self.eye.empty():
+            raise ConfigError(
+                f"OpenCV's Haar cascades are missing from {root}: install opencv-python-headless below 5.0 "
+                "(the 5.0 wheels no longer ship them) or use landmarks.detector: mediapipe"
+            )
+        self.min_face_px = min_face_px
+        self.rolls_deg = tuple(rolls_deg)
+
+    def __call__(self, rgb: np.ndarray) -> FaceLandmarks | None:
+        gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+        first = None
+        for angle in (0.0, *self.rolls_deg):
+            found = self._upright(gray, angle)
+            if found is not None and found.method == "haar-eyes":
+                return found
+            first = first or found
+        return first
+
+    def _upright(self, gray: np.ndarray, angle: float) -> FaceLandmarks | None:
+        """Detect in ``gray`` turned by ``angle`` degrees (counter-clockwise) about its centre; image coordinates."""
+        h_img, w_img = gray.shape
+        turn = cv2.getRotationMatrix2D(((w_img - 1) / 2, (h_img - 1) / 2), angle, 1.0)
+        view = gray if angle == 0 else cv2.warpAffine(gray, turn, (w_img, h_img), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        faces = self.face.detectMultiScale(view, scaleFactor=1.05, minNeighbors=3, minSize=(self.min_face_px, self.min_face_px))
+        if len(faces) == 0:
+            return None
+        x, y, w, h = (float(v) for v in max(faces, key=lambda b: b[2] * b[3]))
+        eyes = self._eyes(view, x, y, w, h)
+        method = "haar-eyes" if eyes is not None else "haar-box"
+        points = eyes or {name: (x + fx * w, y + fy * h) for name, (fx, fy) in HAAR_BOX_EYES.items()}
+        if angle == 0:
+            return FaceLandmarks((x, y, w, h), points, method)
+        back = cv2.invertAffineTransform(turn)
+        corners = np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h]]) @ back[:, :2].T + back[:, 2]
+        lo, hi = corners.min(axis=0), corners.max(axis=0)
+        moved = {n: tuple(np.asarray(p) @ back[:, :2].T + back[:, 2]) for n, p in points.items()}
+        return FaceLandmarks((float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])), moved, method)
+
+    def _eyes(self, gray: np.ndarray, x: float, y: float, w: float, h: float) -> dict[str, tuple[float, float]] | None:
+        """The best eye in each half of the face box's eye band, or None."""
+        x0, y0 = int(max(x, 0)), int(max(y + 0.15 * h, 0))
+        band = gray[y0 : int(y + 0.6 * h), x0 : int(x + w)]
+        if band.size == 0:
+            return None
+        # The eye cascade finds eyes of 20 px and more: look at the band at ~220 px face width.
+        s = max(1.0, 220.0 / w)
+        band = cv2.resize(band, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR) if s > 1 else band
+        found = self.eye.detectMultiScale(band, scaleFactor=1.05, minNeighbors=3, minSize=(int(0.12 * w * s),) * 2)
+        best: dict[str, tuple[float, float]] = {}
+        for name, (fx, fy) in HAAR_BOX_EYES.items():
+            want = np.array([fx * w, fy * h - (y0 - y)]) * s
+            # box centres in the band's pixel-centre coordinates, this half of the face only
+            side = [(ex + ew / 2 - 0.5, ey + eh / 2 - 0.5) for ex, ey, ew, eh in found if ((ex + ew / 2) < band.shape[1] / 2) == (fx < 0.5)]
+            if not side:
+                return None
+            cx, cy = min(side, key=lambda c: float(np.hypot(c[0] - want[0], c[1] - want[1])))
+            # cv2.resize puts the centre of band pixel i at (i + 0.5) / s - 0.5 of the unscaled band
+            best[name] = (x0 + (cx + 0.5) / s - 0.5, y0 + (cy + 0.5) / s - 0.5)
+        return best
+
+
+def mesh_to_landmarks(mesh: np.ndarray, width: int, height: int, method: str = "mediapipe") -> FaceLandmarks:
+    """A face mesh ``(478, 2+)`` in MediaPipe's normalized image coordinates -> named points in pixels."""
+    mesh = np.asarray(mesh, dtype=np.float64)
+    if mesh.ndim != 2 or mesh.shape[0] <= max(MEDIAPIPE_POINTS.values()) or mesh.shape[1] < 2:
+        raise ValueError(f"expected a face mesh of at least {max(MEDIAPIPE_POINTS.values()) + 1} points, got {mesh.shape}")
+    # MediaPipe's x, y are fractions of the width and height with 0 at the image's edge.
+    xy = mesh[:, :2] * np.array([width, height]) - 0.5
+    points = {name: (float(xy[i, 0]), float(xy[i, 1])) for name, i in MEDIAPIPE_POINTS.items()}
+    for eye in ("right_eye", "left_eye"):
+        a, b = np.array(points[f"{eye}_outer"]), np.array(points[f"{eye}_inner"])
+        points[eye] = tuple((a + b) / 2)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    return FaceLandmarks((float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])), points, method)
+
+
+class MediaPipeLandmarker:
+    """MediaPipe's Face Landmarker from a ``.task`` file (``pip install mediapipe``; download the file).
+
+    ``detect_mesh`` maps an RGB image to the meshes of the faces in it (``(478, 3)`` normalized
+    coordinates each); ``from_task_file`` builds it from MediaPipe's Python API.
+    """
+
+    def __init__(self, detect_mesh: Callable[[np.ndarray], Sequence[np.ndarray]]) -> None:
+        self.detect_mesh = detect_mesh
+
+    @classmethod
+    def from_task_file(cls, path: str | Path) -> MediaPipeLandmarker:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(
+                f"landmarks.model_path: {path} does not exist (download MediaPipe's face_landmarker.task, "
+                "see the package README)"
+            )
+        try:
+            import mediapipe as mp
+            from mediapipe.tasks.python import BaseOptions, vision
+        except ImportError:
+            raise ConfigError("landmarks.detector 'mediapipe' needs the mediapipe package: pip install mediapipe") from None
+        options = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(path)), num_faces=1)
+        landmarker = vision.FaceLandmarker.create_from_options(options)
+
+        def detect_mesh(rgb: np.ndarray) -> list[np.ndarray]:
+            result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
+            return [np.array([[p.x, p.y, p.z] for p in face]) for face in result.face_landmarks]
+
+        return cls(detect_mesh)
+
+    def __call__(self, rgb: np.ndarray) -> FaceLandmarks | None:
+        meshes = self.detect_mesh(rgb)
+        if not meshes:
+            return None
+        faces = [mesh_to_landmarks(m, rgb.shape[1], rgb.shape[0]) for m in meshes]
+        return max(faces, key=lambda f: f.box[2] * f.box[3])
+
+
+def build_detector(
+    detector: Literal["haar", "mediapipe"], *, model_path: Path | None, min_face_px: int = 48, haar_rolls_deg: Sequence[float] = (20.0, -20.0)
+) -> Detector:
+    """The detector a ``predict-raw`` config names."""
+    if detector == "haar":
+        return HaarDetector(min_face_px, haar_rolls_deg)
+    if detector == "mediapipe":
+        if model_path is None:
+            raise ConfigError("landmarks.detector 'mediapipe' needs landmarks.model_path (the face_landmarker.task file)")
+        return MediaPipeLandmarker.from_task_file(model_path)
+    raise ConfigError(f"landmarks.detector: unknown detector {detector!r}; use haar or mediapipe")
+
+
+@dataclass(frozen=True)
+class HeadPose:
+    """A head in camera coordinates (mm): rotation (columns: head x, y, z axes) and its eyes' midpoint."""
+
+    rotation: np.ndarray  # (3, 3)
+    eye_midpoint: np.ndarray  # (3,) the face model's origin
+    method: str  # 'pnp' (full pose from >= 4 points) or 'eyes' (two eyes, head assumed facing the camera)
+
+    def point(self, model_point: Sequence[float]) -> np.ndarray:
+        """A point of the face-model frame in camera coordinates (mm)."""
+        return self.eye_midpoint + self.rotation @ np.asarray(model_point, dtype=np.float64)
+
+
+def _rays(camera_matrix: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Unit viewing rays ``(N, 3)`` of pixels ``(N, 2)``."""
+    h = np.concatenate([pixels, np.ones((len(pixels), 1))], axis=1) @ np.linalg.inv(camera_matrix).T
+    return h / np.linalg.norm(h, axis=1, keepdims=True)
+
+
+def head_pose_from_eyes(camera_matrix: np.ndarray, right_eye: np.ndarray, left_eye: np.ndarray, eye_distance_mm: float) -> HeadPose:
+    """Head pose from the two eye centres alone: both eyes at one distance, the head facing the camera.
+
+    The eyes are put on their viewing rays at the distance where they are ``eye_distance_mm`` apart;
+    the head's x axis is the line between them, its z axis the one closest to the viewing direction.
+    """
+    r = _rays(camera_matrix, np.array([right_eye, left_eye], dtype=np.float64))
+    half_angle = 0.5 * np.arccos(np.clip(float(r[0] @ r[1]), -1.0, 1.0))
+    d = eye_distance_mm / (2.0 * np.sin(max(half_angle, 1e-9)))
+    er, el = d * r[0], d * r[1]
+    mid = (er + el) / 2
+    hx = (el - er) / np.linalg.norm(el - er)
+    hy = np.cross(mid / np.linalg.norm(mid), hx)
+    hy /= np.linalg.norm(hy)
+    return HeadPose(np.stack([hx, hy, np.cross(hx, hy)], axis=1), mid, "eyes")
+
+
+def head_pose_pnp(camera_matrix: np.ndarray, points: dict[str, tuple[float, float]], model: dict[str, np.ndarray]) -> HeadPose | None:
+    """Full head pose by ``cv2.solvePnP`` (SQPnP, then Levenberg-Marquardt) on the named points both have.
+
+    Needs four points or more; None when there are fewer or the solution puts the face behind the camera.
+    """
+    names = [n for n in points if n in model and n not in EYES] + list(EYES)
+    if len(names) < 4:
+        return None
+    obj = np.array([model[n] for n in names], dtype=np.float64)
+    img = np.array([points[n] for n in names], dtype=np.float64)
+    ok, rvec, tvec = cv2.solvePnP(obj, img, camera_matrix, None, flags=cv2.SOLVEPNP_SQPNP)
+    if not ok:
+        return None
+    rvec, tvec = cv2.solvePnPRefineLM(obj, img, camera_matrix, None, rvec, tvec)
+    rot = cv2.Rodrigues(rvec)[0]
+    # HeadPose is anchored at the eyes' midpoint, wherever the model's own origin is
+    mid = rot @ ((model["left_eye"] + model["right_eye"]) / 2) + tvec.reshape(3)
+    if mid[2] <= 0:
+        return None
+    return HeadPose(rot, mid, "pnp")
+
+
+def estimate_head_pose(camera_matrix: np.ndarray, face: FaceLandmarks, model: dict[str, np.ndarray]) -> HeadPose:
+    """PnP when the face has enough points the model knows, else the two-eye estimate."""
+    pose = head_pose_pnp(camera_matrix, face.points, model)
+    if pose is not None:
+        return pose
+    distance = float(np.linalg.norm(model["left_eye"] - model["right_eye"]))
+    pose = head_pose_from_eyes(camera_matrix, np.array(face.points["right_eye"]), np.array(face.points["left_eye"]), distance)
+    # The model's origin is midway between its eye centres, wherever they are in the model.
+    offset = (model["left_eye"] + model["right_eye"]) / 2
+    return HeadPose(pose.rotation, pose.eye_midpoint - pose.rotation @ offset, pose.method)

@@ -1,0 +1,30 @@
+"""``export RUN``: ONNX (onnxruntime) and TorchScript (torch.jit.load) reproduce PyTorch at two batch sizes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gaze_estimation.cli import main
+from gaze_estimation.evaluate import load_model
+from gaze_estimation.export import ATOL, RTOL, example_inputs
+from perception_shared.export import run_exported
+
+
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
+def test_export_reproduces_pytorch(tiny_run, tmp_path, fmt, suffix):
+    out = tmp_path / f"model{suffix}"
+    assert main(["export", str(tiny_run), "--format", fmt, "--out", str(out)]) == 0
+    meta = json.loads(out.with_name("model.preprocessing.json").read_text())
+    assert [i["name"] for i in meta["inputs"]] == ["face", "leye", "reye"] and meta["inputs"][0]["shape"] == ["batch", 3, 224, 224]
+    assert meta["outputs"][0]["shape"] == ["batch", 2] and meta["preprocessing"]["normalization"]["focal_px"] == 600.0
+    assert meta["preprocessing"]["weights"]["face"]["pretrained"] is False
+    model, _, _ = load_model(tiny_run / "best_model.pth")
+    for batch in (2, 5):  # batch sizes other than the example's: the batch axis is dynamic
+        inputs = example_inputs(batch, seed=10 + batch)
+        with torch.no_grad():
+            want = model(*inputs).numpy()
+        got = run_exported(out, inputs)[0]
+        assert got.shape == (batch, 2)
+        np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)
