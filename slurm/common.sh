@@ -23,7 +23,8 @@
 # checkpoint at the next step boundary, exits 75 and leaves PREEMPTED in its run directory. What
 # happens next depends on the signal the shell got:
 #   USR1 (time is nearly up; also `scancel --signal=USR1 --batch JOB`): the job requeues itself and the
-#        requeued job continues through --auto-resume;
+#        requeued job continues through --auto-resume (also when the signal came before training could
+#        save anything; not when Slurm is already ending the job);
 #   TERM (`scancel JOB`, the time limit itself, `scontrol requeue JOB`, preemption by Slurm): the job
 #        ends; the checkpoint stays, and a resubmission with the same run directory continues from it.
 #        (`scontrol requeue` and Slurm's own preemption requeue the job themselves.)
@@ -138,6 +139,13 @@ pl_after() {
     local rc="$1" preempted=""
     { [ "$rc" -eq 75 ] || { [ -n "${PL_RUN_DIR:-}" ] && [ -f "${PL_RUN_DIR}/PREEMPTED" ]; }; } && preempted=1
     if [ "$rc" -ne 0 ] && [ "$PL_SIGNAL" = "USR1" ]; then
+        local state
+        state="$(scontrol show job "${SLURM_JOB_ID:?not inside a Slurm job}" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2)"
+        if [ "$state" != "RUNNING" ]; then
+            # Slurm is already ending the job (a scancel or the time limit came after the warning)
+            pl_log "the job is ${state:-gone} after the warning; not requeued (resubmit with PL_RUN_DIR=${PL_RUN_DIR:-<run dir>})"
+            return 75
+        fi
         if [ -n "$preempted" ]; then
             pl_log "training saved a checkpoint (${PL_RUN_DIR:-}); requeueing job ${SLURM_JOB_ID:-?}"
         else
@@ -145,11 +153,12 @@ pl_after() {
             # starts from the newest checkpoint there is.
             pl_log "training stopped with exit code ${rc} before saving a checkpoint; requeueing job ${SLURM_JOB_ID:-?}"
         fi
-        scontrol requeue "${SLURM_JOB_ID:?not inside a Slurm job}" || pl_log "scontrol requeue failed: resubmit to continue"
+        scontrol requeue "$SLURM_JOB_ID" || pl_log "scontrol requeue failed: resubmit to continue"
         return 75
     fi
     if [ -n "$preempted" ]; then
-        pl_log "stopped by SIG${PL_SIGNAL:-TERM} after saving a checkpoint in ${PL_RUN_DIR:-the run directory}; not requeued"
+        pl_log "stopped by SIG${PL_SIGNAL:-TERM} after saving a checkpoint in ${PL_RUN_DIR:-the run directory}; not requeued" \
+            "(Slurm itself requeues after scontrol requeue or preemption; otherwise resubmit with PL_RUN_DIR=${PL_RUN_DIR:-<run dir>})"
         return 75
     fi
     return "$rc"

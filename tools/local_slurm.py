@@ -118,6 +118,9 @@ class LocalSlurm:
 
     # ----- configuration ---------------------------------------------------------------------
     def write_config(self) -> None:
+        # every `up` starts an empty cluster: no job records or node state from an earlier one
+        for sub in ("state", "spool"):
+            shutil.rmtree(self.root / sub, ignore_errors=True)
         for sub in ("etc", "munge", "state", "log", "run", *(f"spool/{n}" for n in self.nodes)):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
@@ -148,6 +151,8 @@ class LocalSlurm:
             f"SlurmdLogFile={r}/log/slurmd-%n.log",
             f"SlurmctldDebug={self.ctld_debug}",
             "SlurmdDebug=info",
+            # no cgroups (so no cgroup.conf): processes are tracked by parent PID, tasks bound with
+            # sched_setaffinity, which also works inside containers
             "ProctrackType=proctrack/linuxproc",
             "TaskPlugin=task/affinity",
             "TaskPluginParam=Cores",
@@ -175,9 +180,6 @@ class LocalSlurm:
                          f"RealMemory={mem} State=UNKNOWN")
         lines.append(f"PartitionName=debug Nodes={','.join(self.nodes)} Default=YES MaxTime=INFINITE State=UP")
         self.conf.write_text("\n".join(lines) + "\n")
-        # Slurm reads cgroup.conf next to slurm.conf when a cgroup plugin is configured; none is, but
-        # an empty file keeps a distribution default from being picked up.
-        (self.root / "etc" / "cgroup.conf").write_text("CgroupPlugin=autodetect\n")
 
     # ----- daemons -----------------------------------------------------------------------------
     @property
@@ -191,7 +193,8 @@ class LocalSlurm:
             return {}
 
     def _ours(self, pid: int) -> bool:
-        """The PID is still one of our daemons (not a reused PID): its command line names our state dir."""
+        """The PID belongs to this cluster (not a reused PID): its command line names the state dir or its
+        environment this cluster's SLURM_CONF (daemons, step daemons and job processes)."""
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
             environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
@@ -253,8 +256,11 @@ class LocalSlurm:
         raise ClusterUnavailable(f"{what} (state in {self.root})\n{logs}")
 
     def stop(self, timeout: float = 20.0) -> list[str]:
-        """Stop the daemons this state directory started, by PID (slurmd first, munged last)."""
+        """Cancel the cluster's jobs, then stop the daemons this state directory started, by PID (slurmd
+        first, munged last). Jobs go first because a stopped slurmd leaves its running jobs behind."""
         pids = self.running()
+        if "slurmctld" in pids:
+            self._cancel_jobs(timeout=60.0)
         order = sorted(pids, key=lambda n: (n == "munged", n == "slurmctld", n))
         stopped = []
         for name in order:
@@ -273,6 +279,31 @@ class LocalSlurm:
             stopped.append(f"{name} ({pid})")
         self._pid_file.unlink(missing_ok=True)
         return stopped
+
+    def _jobs(self) -> list[str]:
+        proc = self._query(["squeue", "--noheader", "--format=%i"])
+        return proc.stdout.split() if proc.returncode == 0 else []
+
+    def _step_daemons(self) -> list[int]:
+        """This cluster's slurmstepd processes (they carry its SLURM_CONF in their environment)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and self._ours(int(entry.name)):
+                try:
+                    if (entry / "comm").read_text().strip() == "slurmstepd":
+                        found.append(int(entry.name))
+                except OSError:
+                    pass
+        return found
+
+    def _cancel_jobs(self, timeout: float) -> None:
+        """Cancel every job and wait until their step daemons have reported back and exited."""
+        jobs = self._jobs()
+        if jobs:
+            self._query(["scancel", *jobs])
+        deadline = time.monotonic() + timeout  # the jobs get KillWait (10 s) to save a checkpoint
+        while (self._jobs() or self._step_daemons()) and time.monotonic() < deadline:
+            time.sleep(0.5)
 
     def status(self) -> str:
         running = self.running()

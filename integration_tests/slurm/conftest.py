@@ -19,7 +19,6 @@ are submitted first, before either lane starts.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -39,18 +38,10 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         if os.environ.get("PL_REQUIRE_SLURM") == "1":
             pytest.fail(f"PL_REQUIRE_SLURM=1 but the local Slurm cluster cannot run: {e}", pytrace=False)
         pytest.skip(f"no local Slurm cluster: {e}")
-    c = Cluster(local, fresh_clone(tmp_path_factory.mktemp("clone")))
     try:
-        yield c
+        yield Cluster(local, fresh_clone(tmp_path_factory.mktemp("clone")))
     finally:
-        # Stopping slurmd leaves running jobs behind: cancel them and let them end first.
-        left = c.command(["squeue", "--noheader", "--format=%i"]).stdout.split()
-        if left:
-            c.command(["scancel", *left])
-            deadline = time.monotonic() + 60
-            while c.command(["squeue", "--noheader", "--format=%i"]).stdout.split() and time.monotonic() < deadline:
-                time.sleep(0.5)
-        local.stop()
+        local.stop()  # cancels jobs still queued or running, then stops the daemons by PID
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,10 @@ import numpy as np
 
 from .cluster import NO_GPU, Cluster, Job
 
-LANE = ("--nodelist=n1",)
+# The lanes. The queued n1 jobs also get a lower priority: Slurm's main scheduler stops at the first
+# pending job of a partition that cannot start, so a queue waiting for n1 would hold back a job for n2
+# until the backfill scheduler gets to it (10 s and more), and the preemption tests want theirs at once.
+LANE = ("--nodelist=n1", "--nice=100")
 PREEMPT_LANE = ("--nodelist=n2",)
 TWO_CPUS = (*LANE, NO_GPU, "--cpus-per-task=2", "--time=10")
 ONE_CPU = (*LANE, NO_GPU, "--cpus-per-task=1", "--time=10")
@@ -54,9 +57,10 @@ class PreemptRun:
                 "--set", f"loop.epochs={self.epochs}", "--set", "loop.log_every=1"]
 
 
-# LONG (one process) lasts past the time-limit warning; SHORT (two processes under torchrun, sharing one
-# CPU) is stopped by the tests' own signals mid-epoch.
-PREEMPT = {"long": PreemptRun(epochs=8, batch_size=2, nproc=1), "short": PreemptRun(epochs=3, batch_size=1, nproc=2)}
+# LONG (one process) trains about 30 s on an idle 2-core machine, longer than the 24-30 s from a job's
+# start to its time-limit warning (see test_preemption), so some attempt is warned mid-training; SHORT
+# (two processes under torchrun, sharing one CPU) is stopped by the tests' own signals mid-epoch.
+PREEMPT = {"long": PreemptRun(epochs=16, batch_size=2, nproc=1), "short": PreemptRun(epochs=3, batch_size=1, nproc=2)}
 PREEMPT_SBATCH = (NO_GPU, "--cpus-per-task=1", "--time=10")
 
 

@@ -1,18 +1,20 @@
-"""Preemption end to end, driven by Slurm: time-limit warning, USR1 to the batch shell, scontrol requeue,
-and a plain scancel, each on a sparse-video-loss run through slurm/single_node.sbatch (the time-limit
-run with one process; the others with two under torchrun, the way a multi-GPU job runs).
+"""Preemption end to end, driven by Slurm: the time-limit warning, USR1 to the batch shell, scontrol
+requeue, a plain scancel, and a kill without warning followed by a resubmission, each on a
+sparse-video-loss run through slurm/single_node.sbatch (the time-limit run with one process; the others
+with two under torchrun, the way a multi-GPU job runs).
 
-A run that is stopped and requeued must end with the same weights and metrics as the uninterrupted run
-of the same command (template_runs submits those reference runs on the other node). These tests have
-node n2 to themselves (after the reference runs); the time-limit job is submitted before the others and
-checked last, so that the runs share n2's two CPUs.
+A run that is stopped and resumed must end with the same weights and metrics as the uninterrupted run
+of the same command (template_runs submits those reference runs first). Node n2 runs these jobs only;
+the time-limit job is submitted before the others and checked last, so that the runs share n2's two CPUs.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -74,11 +76,16 @@ def assert_same_result(run_dir: Path, reference: Submitted) -> None:
 
 @pytest.fixture(scope="module")
 def time_limit_job(cluster, template_jobs) -> tuple[Job, Path]:
-    """The LONG run with a 1-minute limit and `--signal=B:USR1@30`, submitted so that Slurm's warning
-    comes about WARNING_AFTER_S after the job starts.
+    """The LONG run with a 1-minute limit (the template's own `--signal=B:USR1@180` stays), followed
+    until an attempt saved a checkpoint on Slurm's warning.
 
-    slurmctld checks time limits every 30 s and sends the warning at the first check after the job
-    starts when the warning time plus 30 s covers the time left; the check times are in its log."""
+    slurmctld checks time limits every 30 s (the check times are in its log) and sends the warning at
+    the first check after a job starts, since the warning time exceeds the whole limit: 0-30 s after
+    the first start, about 24 s after each requeue (6 s of requeue delay). The job is submitted so that
+    its first warning comes about WARNING_AFTER_S after it starts; if training has not started by then
+    (a slow start), the job requeues without a checkpoint and the next attempt is warned mid-training.
+    Once an attempt has saved a checkpoint and requeued the job, its limit is extended (as a user may do
+    for a pending job), so the requeued job finishes in one more attempt."""
     deadline = time.monotonic() + 180
     while cluster.idle_cpus("n2") < 1:  # the two-node jobs and the reference runs go first
         assert time.monotonic() < deadline, "no CPU of n2 became free"
@@ -87,7 +94,11 @@ def time_limit_job(cluster, template_jobs) -> tuple[Job, Path]:
     if submit_at < time.time() + 0.5:
         submit_at += 30
     time.sleep(submit_at - time.time())
-    return submit(cluster, template_jobs["reference_long"].data, "long", "preempt-time-limit", "--time=1", "--signal=B:USR1@30")
+    job, run_dir = submit(cluster, template_jobs["reference_long"].data, "long", "preempt-time-limit", "--time=1")
+    job.wait_for(lambda: "training saved a checkpoint" in job.log() or job.state in FINAL_STATES, 300, "a checkpoint on the warning")
+    if job.state not in FINAL_STATES:
+        cluster.command(["scontrol", "update", f"JobId={job.id}", "TimeLimit=10"])
+    return job, run_dir
 
 
 def test_usr1_to_the_batch_shell_mid_epoch_requeues_and_resumes(cluster, template_jobs, time_limit_job):
@@ -140,14 +151,38 @@ def test_plain_scancel_ends_the_job_for_good_with_the_checkpoint_intact(cluster,
     assert not (run_dir / "final_model.pth").exists()
 
 
+def training_processes(run_dir: Path) -> list[int]:
+    """PIDs of the processes started with `--run-dir RUN_DIR` (torchrun and its workers)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if b"--run-dir" in argv and argv[argv.index(b"--run-dir") + 1] == str(run_dir).encode():
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_run_killed_without_warning_resumes_when_resubmitted_and_says_how_many_steps_it_lost(cluster, template_jobs, time_limit_job):
+    data = template_jobs["reference_short"].data
+    job, run_dir = submit(cluster, data, "short", "preempt-kill")
+    # a few steps into the second epoch: the last checkpoint is the first epoch's
+    job.wait_for(lambda: STEPS_PER_EPOCH + 3 <= progress_step(run_dir) <= 2 * STEPS_PER_EPOCH - 8, 300, "training in its second epoch")
+    for pid in training_processes(run_dir):  # as a node failure or the OOM killer would: nothing is saved
+        os.kill(pid, signal.SIGKILL)
+    assert job.wait()["JobState"] == "FAILED"
+    reached, saved = progress_step(run_dir), torch.load(run_dir / "last.pth", weights_only=True)["global_step"]
+    assert saved == STEPS_PER_EPOCH < reached
+    again, _ = submit(cluster, data, "short", "preempt-kill")  # the same PL_RUN_DIR: --auto-resume continues
+    again.assert_completed()
+    lost = f"the previous attempt reached step {reached} but its last checkpoint is at step {saved}: {reached - saved} step(s) were lost"
+    assert lost in again.log()
+    assert_same_result(run_dir, template_jobs["reference_short"])
+
+
 def test_time_limit_warning_checkpoints_requeues_and_resumes_to_the_same_result(cluster, template_jobs, time_limit_job):
     job, run_dir = time_limit_job
-    # Each attempt of a 1-minute job gets the warning at its first time-limit check. Once an attempt has
-    # saved a checkpoint on it and requeued itself, the test extends the job's limit (as a user would for
-    # a pending job), so that the requeued job finishes in one more attempt.
-    job.wait_for(lambda: "training saved a checkpoint" in job.log() or job.state in FINAL_STATES, 300, "a checkpoint on the warning")
-    if job.state not in FINAL_STATES:
-        cluster.command(["scontrol", "update", f"JobId={job.id}", "TimeLimit=10"])
     job.assert_completed()
     log = job.log()
     assert int(job.info()["Restarts"]) >= 1

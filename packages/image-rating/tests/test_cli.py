@@ -145,7 +145,7 @@ def test_demo_writes_summary(tmp_path, capsys):
     assert all(Path(p).exists() for p in summary["outputs"].values())
     assert summary["settings"].startswith("TOY SETTINGS") and "RANDOM INIT" in summary["weights"]
     out = capsys.readouterr().out
-    assert out.startswith("image-rating demo: wall time ") and "achievable" in out and "ONNX export" in out
+    assert out.startswith("image-rating demo: wall time ") and "achievable" in out and "TorchScript export" in out
 
 
 @pytest.mark.slow

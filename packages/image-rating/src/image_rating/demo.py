@@ -1,5 +1,5 @@
 """The whole pipeline at tiny size on synthetic data: make-synthetic -> validate-data -> train -> evaluate
--> predict -> export (ONNX, checked against PyTorch). Toy settings (``configs/demo.yaml``: a tiny
+-> predict -> export (TorchScript, which needs no extra package; checked against PyTorch). Toy settings (``configs/demo.yaml``: a tiny
 backbone at RANDOM INIT, nothing downloaded), which the summary states.
 
 The synthetic data's achievable r per dimension is known, so the demo also writes ``comparison.csv``:
@@ -70,7 +70,7 @@ def _run_demo(out: Path, device: str, config: str, overrides: list[str]) -> dict
     sample = syn.root / "predict_list.txt"  # a file list, paths relative to the list's folder
     sample.write_text("".join(f"images/{p.name}\n" for p in sorted(syn.images_dir.iterdir())[:8]))
     predictions = predict_images(result.run_dir, [sample], out_csv=out / "predictions.csv", device=device)
-    exported = export_run(result.run_dir, fmt="onnx", out=out / "export" / "model.onnx")
+    exported = export_run(result.run_dir, fmt="torchscript", out=out / "export" / "model.pt")
 
     truth = json.loads(syn.truth_json.read_text())["dimensions"]
     per_dim = metrics["per_dimension"]
@@ -98,7 +98,7 @@ def _run_demo(out: Path, device: str, config: str, overrides: list[str]) -> dict
             "run_dir": str(result.run_dir),
             "best_model": str(result.outputs["best_model"]),
             "manifest": str(result.run_dir / "manifest.json"),
-            "onnx": exported["model"],
+            "export": exported["model"],
             "per_dimension_performance": str(result.outputs["per_dimension_csv"]),
             "evaluation": str(out / "evaluation" / "metrics.json"),
             "predictions": str(out / "predictions.csv"),
@@ -114,7 +114,7 @@ def _run_demo(out: Path, device: str, config: str, overrides: list[str]) -> dict
             "achievable_brightness_r": truth["Brightness"]["achievable_r"],
             "n_predicted_images": len(predictions),
             "validate_data_ms_per_image": validation.to_dict()["ms_per_image"],
-            "onnx_max_abs_diff": max(c["max_abs_diff"] for c in exported["verification"]["checks"]),
+            "export_max_abs_diff": max(c["max_abs_diff"] for c in exported["verification"]["checks"]),
         },
     }
     write_json(out / "summary.json", summary)
@@ -136,7 +136,7 @@ def format_summary(summary: dict[str, Any], comparison_csv: str | Path) -> str:
             f"  {row.dimension:16s} {row.pearson_r:6.3f} [{row.r_ci_low:6.3f}, {row.r_ci_high:6.3f}]  {row.achievable_r:.3f}"
         )
     lines.append(
-        f"ONNX export: {summary['outputs']['onnx']} (max |ONNX - PyTorch| {m['onnx_max_abs_diff']:.2g} rating units)"
+        f"TorchScript export: {summary['outputs']['export']} (max |export - PyTorch| {m['export_max_abs_diff']:.2g} rating units)"
     )
     lines.append(f"summary: {Path(summary['outputs']['comparison']).parent / 'summary.json'}")
     return "\n".join(lines)

@@ -82,11 +82,11 @@ def run_demo(
             "baseline_bias_entropy_nats": b["bias_map"]["entropy_nats"],
             "entropy_bias_entropy_nats": e["bias_map"]["entropy_nats"],
             "entropy_dose": (e.get("entropy_dose") or {}).get("dose"),
-            "criteria": {c["name"]: c["decision"] for c in report["criteria"]},
             "predicted_images": len(predictions),
             "export_max_abs_diff": max(c["max_abs_diff"] for c in exported["check"]["checks"]),
         },
         "verdict": report["verdict"],
+        "criteria": {c["name"]: c["decision"] for c in report["criteria"]},
         "backbone_pretrained": False,
     }
     write_json(out / "summary.json", summary)
