@@ -231,3 +231,15 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
     trainer, _ = build(tmp_path, 1)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         trainer.fit(resume=True)
+
+
+def test_a_mid_epoch_checkpoint_keeps_every_ranks_running_sums():
+    from perception_shared.training import _merged_means
+
+    saved = [{"sums": {"loss": 2.0}, "counts": {"loss": 4.0}}, {"sums": {"loss": 6.0}, "counts": {"loss": 4.0}}]
+    first = _merged_means(saved, first_rank=True)
+    other = _merged_means(saved, first_rank=False)
+    # summed over the ranks of the resumed job, the epoch's mean is the one of both saved ranks: 8 / 8
+    assert first == {"sums": {"loss": 8.0}, "counts": {"loss": 8.0}}
+    assert other == {"sums": {"loss": 0.0}, "counts": {"loss": 0.0}}
+    assert _merged_means({"sums": {"a": 1.0}, "counts": {"a": 2.0}}, first_rank=True)["counts"] == {"a": 2.0}

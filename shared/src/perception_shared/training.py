@@ -219,7 +219,8 @@ class Trainer:
             "epoch": self.epoch,
             "global_step": self.global_step,
             "batch_in_epoch": self.batch_in_epoch,
-            "epoch_means": self._epoch_means.state_dict(),
+            # every rank's running sums: a mid-epoch resume must report the epoch's mean over all ranks
+            "epoch_means": all_gather_object(self._epoch_means.state_dict()),
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
@@ -243,7 +244,7 @@ class Trainer:
         self.global_step = int(state["global_step"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self._epoch_means = MeanDict()
-        self._epoch_means.load_state_dict(state["epoch_means"])
+        self._epoch_means.load_state_dict(_merged_means(state["epoch_means"], first_rank=self.ctx.rank == 0))
         self.best_metric = state["best_metric"]
         self.best_epoch = state["best_epoch"]
         self.bad_epochs = int(state["bad_epochs"])
@@ -314,11 +315,12 @@ class Trainer:
                             self.bad_epochs,
                         )
                         break
-            if self.ctx.is_main and stopped_early:
-                plot_history(self.history, self.run_dir / HISTORY_PNG)
-            final_state = self.state_dict()  # collective: every rank takes part
-            self.checkpoints.save_final(final_state)
-            barrier()
+                # still under the handler: a signal now must not kill the final save (training is done)
+                if self.ctx.is_main and stopped_early:
+                    plot_history(self.history, self.run_dir / HISTORY_PNG)
+                final_state = self.state_dict()  # collective: every rank takes part
+                self.checkpoints.save_final(final_state)
+                barrier()
             status, code = "completed", 0
         except Preempted:
             status, code = "preempted", PREEMPTED_EXIT_CODE
@@ -494,6 +496,24 @@ class Trainer:
         self.logger.info("epoch %d/%d (step %d): %s", epoch_done, self.loop.epochs, self.global_step, summary)
         patience = self.loop.early_stopping_patience
         return patience is not None and self.bad_epochs >= patience
+
+
+def _merged_means(saved: Any, *, first_rank: bool) -> dict[str, dict[str, float]]:
+    """The saved ranks' epoch sums, all on the first rank (zeros elsewhere with the same keys).
+
+    The epoch's mean is a sum over ranks, so this is right for any world size on resume; every rank
+    keeps the same keys, which the reduction at the epoch's end needs.
+    """
+    entries = saved if isinstance(saved, list) else [saved]
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for entry in entries:
+        for k, v in entry["sums"].items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+            counts[k] = counts.get(k, 0.0) + float(entry["counts"][k])
+    if not first_rank:
+        sums, counts = dict.fromkeys(sums, 0.0), dict.fromkeys(counts, 0.0)
+    return {"sums": sums, "counts": counts}
 
 
 def _read_progress(path: Path) -> int | None:
