@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from perception_shared.distributed import detect_env, init_distributed, parse_slurm_nodelist
+from perception_shared.distributed import check_resolvable, detect_env, init_distributed, parse_slurm_nodelist
 from perception_shared.errors import ConfigError
 from perception_shared.samplers import EvalSampler, ShardedSampler
 
@@ -126,3 +126,9 @@ def test_two_process_gloo(tmp_path):
     assert r0["preempted_at"] == r1["preempted_at"] == 2
     assert r0["gathered_steps"] == [2, 2]
     assert (Path(r0["run_dir"] + "_pre") / "PREEMPTED").exists()
+
+
+def test_unresolvable_master_addr_is_a_clear_error_not_an_endless_retry():
+    check_resolvable("localhost", "slurm")  # resolves: no error
+    with pytest.raises(ConfigError, match=r"MASTER_ADDR='no-such-node\.invalid' \(from the slurm environment\)"):
+        check_resolvable("no-such-node.invalid", "slurm", wait_s=0.0)  # .invalid never resolves (RFC 2606)

@@ -13,11 +13,14 @@ from gaze_estimation.validate import validate_data
 
 def test_synthetic_data_validates(synth_root, tmp_path, capsys):
     report = validate_data(synth_root)
-    assert report.ok and report.kind == "training format" and report.files == 6 and report.samples == 4 * 32 + 2 * 16
-    assert report.summary["splits"]["train"] == {"participants": 4, "samples": 128}
+    assert report.ok and report.kind == "training format" and report.files == 6
+    assert report.sections["train"] == {"participants": 4, "samples": 128}
+    assert report.sections["total"]["samples"] == 4 * 32 + 2 * 16 and report.sections["total"]["participants"] == 6
     assert main(["validate-data", str(synth_root), "--json", str(tmp_path / "r.json")]) == 0
-    assert "no problems found" in capsys.readouterr().out
-    assert json.loads((tmp_path / "r.json").read_text())["ok"] is True
+    out = capsys.readouterr().out
+    assert "no problems found" in out and "  train: participants 4, samples 128" in out
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert written["ok"] is True and written["files"] == 6 and written["sections"]["total"]["samples"] == 160
 
 
 def test_planted_faults_are_each_reported_by_file(synth_root, tmp_path, capsys):
@@ -46,7 +49,8 @@ def test_planted_faults_are_each_reported_by_file(synth_root, tmp_path, capsys):
         assert any(str(files[name]) in p and what in p for p in report.problems), (name, text)
     assert main(["validate-data", str(root)]) == 1
     out = capsys.readouterr().out
-    assert f"{len(report.problems)} problem(s)" in out and str(files["participant_val02"]) in out
+    assert f"{len(report.problems)} problem(s)" in out and out.count("PROBLEM ") == len(report.problems)
+    assert str(files["participant_val02"]) in out
 
 
 def test_raw_eve_is_validated_with_the_converters_checks(tmp_path):
@@ -54,7 +58,8 @@ def test_raw_eve_is_validated_with_the_converters_checks(tmp_path):
     write_step(root / "train01" / "step007_image_MIT-i2277207572", gaze=gaze_rows(0), validity=np.ones(N, bool))
     write_step(root / "val01" / "step120_wikipedia_wikipedia-random", gaze=gaze_rows(1), validity=np.ones(N, bool))
     report = validate_data(root)
-    assert report.ok and report.kind == "raw EVE" and report.samples == 2 * N
+    assert report.ok and report.kind == "raw EVE" and report.sections["total"]["samples"] == 2 * N
+    assert report.sections["train01"] == {"stimulus_folders": 1, "samples": N, "valid_labelled_frames": N}
     # one frame short in a face video, and labels in degrees in another folder
     short = root / "train01" / "step030_video_diem-harry-potter-6-trailer"
     write_step(short, gaze=gaze_rows(2), validity=np.ones(N, bool), face_frames=N - 1)

@@ -15,13 +15,17 @@ from image_rating.validate import validate_data
 def test_synthetic_data_pass_with_a_summary(synthetic):
     report = validate_data(DataConfig(root=synthetic.root))
     assert report.ok and report.problems == [] and report.warnings == []
-    assert report.n_rows == report.n_valid_rows == report.n_decoded == report.n_image_files == 60
+    assert report.n_rows == report.n_valid_rows == report.files == report.sections["image folder"]["image_files"] == 60
     assert report.dimensions == synthetic.dimensions
     truth = pd.read_csv(synthetic.csv)
-    assert report.ratings["Brightness"]["mean_max"] == truth["Brightness_mean"].max()
-    assert report.ratings["Sharpness"]["sd_min"] == truth["Sharpness_sd"].min()
-    assert report.image_sizes["width_min"] == report.image_sizes["height_max"] == 48
-    assert report.to_dict()["ms_per_image"] > 0
+    ratings = report.sections["ratings"]
+    assert ratings["Brightness"]["mean_max"] == truth["Brightness_mean"].max()
+    assert ratings["Sharpness"]["sd_min"] == truth["Sharpness_sd"].min()
+    assert report.sections["image sizes"]["width_min"] == report.sections["image sizes"]["height_max"] == 48
+    written = report.to_dict()
+    assert written["ms_per_image"] > 0 and written["csv"] == str(synthetic.csv) and written["files"] == 60
+    text = report.text()
+    assert text.endswith("no problems found") and "60 image(s) read" in text and "Brightness" in text
 
 
 def test_every_planted_fault_is_reported_by_file_name(synthetic, tmp_path, capsys):
@@ -44,7 +48,7 @@ def test_every_planted_fault_is_reported_by_file_name(synthetic, tmp_path, capsy
     report = validate_data(DataConfig(root=root))
     text = "\n".join(report.problems)
     # every file opened: 59 rows with a file (img_0009 twice), 3 unlisted (img_0008 lost its row, 2 strays)
-    assert not report.ok and report.n_decoded == 62
+    assert not report.ok and report.files == 62
     for expected in [
         "row 5 (img_0003.png)",
         "img_0003.png: unreadable image",
@@ -65,6 +69,8 @@ def test_every_planted_fault_is_reported_by_file_name(synthetic, tmp_path, capsy
     code = main(["validate-data", str(root), "--config", "demo", "--json", str(tmp_path / "v.json")])
     out = capsys.readouterr().out
     assert code == 1 and out.count("PROBLEM ") == len(report.problems) and "ms per image" in out
+    assert out.count("WARNING ") == len(report.warnings) == 2
+    assert out.rstrip().endswith(f"{len(report.problems)} problem(s), 2 warning(s)")
     assert json.loads((tmp_path / "v.json").read_text())["problems"] == report.problems
 
 
@@ -76,4 +82,4 @@ def test_a_csv_that_cannot_be_used_still_gets_its_images_checked(synthetic, tmp_
     (root / "images" / "img_0001.png").write_bytes(b"junk")
     report = validate_data(DataConfig(root=root))
     assert "dimension 'Texture': column 'Texture_sd' but no 'Texture_mean'" in report.problems[0]
-    assert any("img_0001.png: unreadable image" in p for p in report.problems) and report.n_decoded == 60
+    assert any("img_0001.png: unreadable image" in p for p in report.problems) and report.files == 60

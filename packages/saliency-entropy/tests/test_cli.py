@@ -132,7 +132,8 @@ def test_validate_data_reports_every_planted_fault_by_file(
 
     assert main(["validate-data", str(synthetic_root), "--config", "demo", "--json", str(tmp_path / "ok.json")]) == 0
     good = json.loads((tmp_path / "ok.json").read_text())
-    assert good["ok"] and good["datasets"]["MIT1003"]["images"] == 30 and good["datasets"]["CAT2000"]["images"] == 6
+    assert good["ok"] and good["sections"]["MIT1003"]["images"] == 30 and good["sections"]["CAT2000"]["images"] == 6
+    assert good["kind"] == "MIT1003 and CAT2000" and good["ms_per_file"] > 0
     assert good["files"] > 150 and "no problems found" in capsys.readouterr().out
     root = tmp_path / "faulty"
     shutil.copytree(synthetic_root, root)
@@ -144,12 +145,12 @@ def test_validate_data_reports_every_planted_fault_by_file(
     np.save(mit / "GROUND_TRUTH" / "synth0007.npy", np.ones((5, 5), dtype=np.float32))
     assert main(["validate-data", str(root), "--config", "demo", "--json", str(tmp_path / "bad.json")]) == 1
     report = json.loads((tmp_path / "bad.json").read_text())
-    files = [p["file"] for p in report["problems"]]
+    files = [p.split(": ", 1)[0] for p in report["problems"]]  # each problem names its file first
     for planted in ("synth0003.jpeg", "s01/synth0005.mat", "orphan.mat", "Indoor/002.jpg", "synth0007.npy"):
         assert sum(planted in f for f in files) == 1, (planted, files)
     assert len(files) == 5
     printed = capsys.readouterr().out
-    assert "5 problem(s)" in printed and "synth0003.jpeg" in printed
+    assert "5 problem(s)" in printed and "PROBLEM " + report["problems"][0] in printed
 
 
 @pytest.mark.slow  # uses the trained_runs fixture (two tiny trainings)

@@ -19,12 +19,14 @@ def data_config(*overrides):
 def test_a_clean_synthetic_set_passes_with_counts(tmp_path, capsys):
     make_synthetic(tmp_path, n_train=12, n_val=5, n_test=7, seed=1)
     report = validate_data(tmp_path, data_config())
-    assert report.ok and report.files["test"]["sequences"] == 7 and report.files["val"]["usable_sequences"] == 5
+    assert report.ok and report.sections["test"]["sequences"] == 7 and report.sections["val"]["usable_sequences"] == 5
     masks = load_sequences(tmp_path / "train.pt")["masks"]
-    assert report.files["train"]["frames_with_point"].startswith(f"{int(masks.sum())} of 240")
-    assert sum(report.files["train"]["motion"].values()) == 240
+    assert report.sections["train"]["frames_with_point"].startswith(f"{int(masks.sum())} of 240")
+    assert sum(report.sections["train"]["motion"].values()) == 240
     assert main(["validate-data", str(tmp_path), "--config", "demo", "--json", str(tmp_path / "v.json")]) == 0
-    assert json.loads((tmp_path / "v.json").read_text())["ok"] is True and "OK" in capsys.readouterr().out
+    written = json.loads((tmp_path / "v.json").read_text())
+    assert written["ok"] is True and written["files"] == 3 and written["sections"]["test"]["sequences"] == 7
+    assert "no problems found" in capsys.readouterr().out
 
 
 def test_every_planted_fault_is_reported_by_file(tmp_path, capsys):
@@ -42,8 +44,8 @@ def test_every_planted_fault_is_reported_by_file(tmp_path, capsys):
     assert "val.pt: field 'coordinates' of sequence 2, frame 5" in text and "is not finite" in text
     assert "val.pt: field 'coordinates' of sequence 4, frame 9 = (40, 3) is outside" in text
     assert "test.pt: cannot be read as a split file" in text and len(report.problems) == 3
-    assert report.files["val"]["usable_sequences"] == 4 and report.files["val"]["sequences"] == 6
-    assert report.files["train"]["usable_sequences"] == 12
+    assert report.sections["val"]["usable_sequences"] == 4 and report.sections["val"]["sequences"] == 6
+    assert report.sections["train"]["usable_sequences"] == 12
     assert main(["validate-data", str(tmp_path), "--config", "demo"]) == 1
     assert capsys.readouterr().out.count("PROBLEM") == 3
 
@@ -65,7 +67,7 @@ def test_frame_count_grid_and_original_key_mapping_faults(tmp_path):
     report = validate_data(orig, data_config("data.format=original"))
     assert len(report.problems) == 1 and "val_data.pt: no key 'coordinates'" in report.problems[0]
     assert "'coords': a torch.float32 tensor of shape (4, 20, 2)" in report.problems[0]
-    assert report.files["train"]["usable_sequences"] == 4  # the other files are still read
+    assert report.sections["train"]["usable_sequences"] == 4  # the other files are still read
 
 
 def test_csv_traces_are_checked_row_by_row_and_for_their_time_unit(tmp_path):
@@ -74,7 +76,7 @@ def test_csv_traces_are_checked_row_by_row_and_for_their_time_unit(tmp_path):
     good.write_text("sequence,t,x,y\n" + "\n".join(rows) + "\n")
     report = validate_data(good, data_config())
     assert [p.split(": ", 1)[0] for p in report.problems] == [f"{good}, line 52", f"{good}, line 53"]
-    assert report.files["trace.csv"]["samples"] == 50 and report.files["trace.csv"]["median_interval_s"] == 0.01
+    assert report.sections["trace.csv"]["samples"] == 50 and report.sections["trace.csv"]["median_interval_s"] == 0.01
     ms = tmp_path / "ms.csv"
     ms.write_text("sequence,t,x,y\n" + "\n".join(f"a,{5000 + 4 * i},{100 + i},200" for i in range(50)) + "\n")
     report = validate_data(ms, data_config())

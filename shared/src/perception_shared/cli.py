@@ -29,6 +29,12 @@ from .logging import get_logger
 from .preemption import PREEMPTED_EXIT_CODE, Preempted
 
 USER_ERROR_EXIT_CODE = 2
+RUN_HELP = "a run directory (uses its best_model.pth, else final_model.pth, else last.pth) or a checkpoint file"
+RUN_CHECKPOINTS = ("best_model.pth", "final_model.pth", "last.pth")
+
+
+def add_run_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help=RUN_HELP)
 
 
 def add_config_args(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:
@@ -222,14 +228,6 @@ def add_weights_command(
     p = _subparser(sub, "weights", help, description)
     add_weights_subcommands(p)
     return p
-
-
-RUN_HELP = "a run directory (uses its best_model.pth, else final_model.pth, else last.pth) or a checkpoint file"
-RUN_CHECKPOINTS = ("best_model.pth", "final_model.pth", "last.pth")
-
-
-def add_run_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", metavar="RUN", help=RUN_HELP)
 
 
 def add_allow_data_mismatch_arg(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -189,6 +191,7 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0, environ: M
         torch.cuda.set_device(dev)
     os.environ.setdefault("MASTER_ADDR", env.master_addr)
     os.environ.setdefault("MASTER_PORT", str(env.master_port))
+    check_resolvable(os.environ["MASTER_ADDR"], env.source)
     dist.init_process_group(
         backend=backend,
         init_method="env://",
@@ -197,6 +200,27 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0, environ: M
         timeout=datetime.timedelta(seconds=timeout_s),
     )
     return DistContext(env.rank, env.world_size, env.local_rank, dev, backend, env.source)
+
+
+def check_resolvable(host: str, source: str, wait_s: float = 30.0) -> None:
+    """Fail with a ConfigError naming ``host`` when it does not resolve within ``wait_s`` seconds.
+
+    torch's rendezvous retries an unresolvable MASTER_ADDR until its timeout (30 minutes by default)
+    with nothing but connection warnings; a cluster whose node names are not in DNS (the first node of
+    SLURM_JOB_NODELIST) needs MASTER_ADDR set to an address instead, and should hear so at once.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            socket.getaddrinfo(host, None)
+            return
+        except (socket.gaierror, UnicodeError) as e:
+            if time.monotonic() >= deadline:
+                raise ConfigError(
+                    f"MASTER_ADDR={host!r} (from the {source} environment) does not resolve ({e}); set MASTER_ADDR "
+                    "to the first node's IP address or a name every node can resolve"
+                ) from None
+            time.sleep(min(2.0, max(deadline - time.monotonic(), 0.0)))
 
 
 def _active() -> bool:

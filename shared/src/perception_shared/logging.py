@@ -1,7 +1,9 @@
 """Rank-aware logging: console on rank 0, one log file per run, tqdm bars on rank 0 only.
 
 Other ranks still print warnings and errors (prefixed with their rank), so a failure on rank 3 is not
-silent; only rank 0 writes the run's log file.
+silent; only rank 0 writes the run's log file. Where stderr is not a terminal (a SLURM job's log file, a
+pipe), a bar becomes one plain line per ``PERCEPTION_PROGRESS_INTERVAL`` seconds (default 60) instead of
+carriage-return redraws that pile up into one unreadable line.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from tqdm.auto import tqdm
 
 from .distributed import get_rank
+from .errors import ConfigError
 
 T = TypeVar("T")
 ROOT_LOGGER = "perception"
@@ -68,9 +71,45 @@ def setup_logging(run_dir: str | Path | None = None, *, level: int = logging.INF
     return logger
 
 
+class _Lines:
+    """A stream for tqdm that turns each carriage-return redraw into a line of its own."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").rstrip()
+        if line:
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False
+
+
 def progress(iterable: Iterable[T], **kwargs: Any) -> Iterable[T]:
-    """A tqdm bar on rank 0; a plain iterator elsewhere, or when PERCEPTION_NO_PROGRESS=1."""
+    """A tqdm bar on rank 0; a plain iterator elsewhere, or when PERCEPTION_NO_PROGRESS=1. Off a terminal,
+    a line every ``PERCEPTION_PROGRESS_INTERVAL`` seconds (default 60)."""
     disable = get_rank() != 0 or os.environ.get("PERCEPTION_NO_PROGRESS") == "1"
-    kwargs.setdefault("dynamic_ncols", True)
-    kwargs.setdefault("mininterval", 1.0)
-    return tqdm(iterable, disable=disable, **kwargs)
+    stream = kwargs.pop("file", None) or sys.stderr
+    if _is_terminal(stream):
+        kwargs.setdefault("dynamic_ncols", True)
+        kwargs.setdefault("mininterval", 1.0)
+    else:
+        raw = os.environ.get("PERCEPTION_PROGRESS_INTERVAL", "60")
+        try:
+            interval = float(raw)
+        except ValueError:
+            raise ConfigError(f"PERCEPTION_PROGRESS_INTERVAL={raw!r} is not a number of seconds") from None
+        kwargs.setdefault("mininterval", interval)
+        kwargs.setdefault("maxinterval", max(interval, 10.0))  # tqdm's monitor must not redraw more often
+        kwargs.setdefault("ncols", 100)
+        kwargs["leave"] = True  # a finished bar's last line stays: it is the summary in a log file
+        stream = _Lines(stream)
+    return tqdm(iterable, disable=disable, file=stream, **kwargs)

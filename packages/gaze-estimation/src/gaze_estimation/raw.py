@@ -41,6 +41,7 @@ import torch
 from PIL import Image
 
 from perception_shared.errors import DataError
+from perception_shared.inputs import expand_inputs
 from perception_shared.jsonio import write_json
 from perception_shared.logging import get_logger, progress
 
@@ -114,23 +115,6 @@ class Frame:
     index: int
     time_s: float | None
     image: np.ndarray
-
-
-def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Image and video files of ``inputs`` (folders expand to their images and videos, sorted)."""
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
-            if not found:
-                raise DataError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) or videos ({', '.join(VIDEO_SUFFIXES)})")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise DataError(f"{path}: no such file or folder")
-    return files
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -376,7 +360,7 @@ def run_predict_raw(
     from .evaluate import load_model, weights_summary
 
     cfg = config or RawConfig()
-    files = expand_inputs(inputs)
+    files = expand_inputs(inputs, IMAGE_SUFFIXES + VIDEO_SUFFIXES, what="images or videos")
     calib = load_calibration(calibration) if calibration is not None else None
     model, train_cfg, state = load_model(checkpoint, device)
     norm = cfg.normalization or train_cfg.normalization

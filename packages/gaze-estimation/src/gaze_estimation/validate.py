@@ -18,7 +18,6 @@ Every problem is listed with the file it concerns; the exit status is 1 when the
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
@@ -27,52 +26,15 @@ import av
 import h5py
 import numpy as np
 
-from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import DataError
 from perception_shared.jsonio import write_json
-from perception_shared.logging import get_logger, progress
+from perception_shared.logging import progress
+from perception_shared.validation import ValidationReport, collecting_policy
 
 from .convert import PARTICIPANT_RE, frame_count_problems, probe_step, stimulus_folders
 from .data import IMAGE_KEYS, PARTICIPANT_PREFIX, h5_name, inspect_file, participant_id
 
 CHUNK = 64  # rows read at once
-
-
-@dataclass
-class ValidationReport:
-    """What ``validate_data`` found: counts, label ranges, timing, and every problem (``path: problem``)."""
-
-    path: str
-    kind: str  # 'training format' or 'raw EVE'
-    files: int = 0
-    samples: int = 0
-    seconds: float = 0.0
-    problems: list[str] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def text(self) -> str:
-        """The summary and every problem, for the terminal."""
-        per_file = self.seconds / max(self.files, 1)
-        lines = [
-            f"{self.path}: {self.kind}, {self.files} file(s), {self.samples} sample(s) read in {self.seconds:.1f} s "
-            f"({per_file:.3f} s per file)",
-            *(f"  {k}: {v}" for k, v in self.summary.items()),
-        ]
-        if self.problems:
-            lines.append(f"{len(self.problems)} problem(s):")
-            lines += [f"  {p}" for p in self.problems]
-        else:
-            lines.append("no problems found")
-        return "\n".join(lines)
-
-
-def _collector() -> BadInputPolicy:
-    """A policy that records every problem (the loaders' checks report through it) instead of raising."""
-    return BadInputPolicy(skip=True, logger=get_logger("gaze_estimation.validate.quiet"))
 
 
 def _rows(rows: np.ndarray) -> str:
@@ -106,32 +68,30 @@ def read_training_file(path: Path) -> tuple[int, list[str]]:
 
 def validate_training_format(root: Path, camera: str) -> ValidationReport:
     """Every ``frames_<camera>.h5`` below ``root`` (any split folder), read completely."""
-    report = ValidationReport(str(root), "training format")
+    report = ValidationReport(root, "training format")
     files = sorted(root.glob(f"*/{PARTICIPANT_PREFIX}*/{h5_name(camera)}"))
     if not files:
         raise DataError(f"{root}: no {h5_name(camera)} files in <split>*/{PARTICIPANT_PREFIX}*/ (nor EVE participant folders)")
-    splits: dict[str, dict[str, int]] = {}
     labels = []
     for path in progress(files, desc="validate", unit="file"):
-        policy = _collector()
+        policy = collecting_policy()
         index = inspect_file(path, policy, require_labels=True)
         report.problems += policy.skipped
         n, problems = read_training_file(path)
         report.problems += problems
         report.files += 1
-        report.samples += n
-        split = path.parent.parent.name
-        entry = splits.setdefault(split, {"participants": 0, "samples": 0})
+        entry = report.sections.setdefault(path.parent.parent.name, {"participants": 0, "samples": 0})
         entry["participants"] += 1
         entry["samples"] += n
         if index is not None and index.gaze is not None:
             labels.append(index.gaze)
-    report.summary["splits"] = splits
+    total: dict[str, Any] = {"participants": len(files), "samples": sum(s["samples"] for s in report.sections.values())}
     if labels:
         deg = np.degrees(np.concatenate(labels))
-        report.summary["pitch_deg"] = f"{deg[:, 0].min():.1f} .. {deg[:, 0].max():.1f} (mean {deg[:, 0].mean():.1f})"
-        report.summary["yaw_deg"] = f"{deg[:, 1].min():.1f} .. {deg[:, 1].max():.1f} (mean {deg[:, 1].mean():.1f})"
-    report.summary["participant_ids"] = sorted(participant_id(p) for p in files)[:50]
+        total["pitch_deg"] = f"{deg[:, 0].min():.1f} .. {deg[:, 0].max():.1f} (mean {deg[:, 0].mean():.1f})"
+        total["yaw_deg"] = f"{deg[:, 1].min():.1f} .. {deg[:, 1].max():.1f} (mean {deg[:, 1].mean():.1f})"
+    total["participant_ids"] = sorted(participant_id(p) for p in files)[:50]
+    report.sections["total"] = total
     return report
 
 
@@ -143,15 +103,15 @@ def count_frames(path: Path) -> int:
 
 def validate_raw_eve(root: Path, camera: str) -> ValidationReport:
     """Every stimulus folder of every EVE participant folder, its videos decoded completely."""
-    report = ValidationReport(str(root), "raw EVE")
+    report = ValidationReport(root, "raw EVE")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and PARTICIPANT_RE.match(p.name))
-    usable = 0
     for folder in progress(folders, desc="validate", unit="participant"):
         steps = stimulus_folders(folder)
+        entry = report.sections[folder.name] = {"stimulus_folders": len(steps), "samples": 0, "valid_labelled_frames": 0}
         if not steps:
             report.problems.append(f"{folder}: no stimulus folders (step<NNN>_{{image,video,wikipedia}}_...)")
         for step in steps:
-            policy = _collector()
+            policy = collecting_policy()
             files = probe_step(step, camera, policy)
             report.problems += policy.skipped
             if files is None:
@@ -167,10 +127,10 @@ def validate_raw_eve(root: Path, camera: str) -> ValidationReport:
                 report.problems.append(f"{step}: cannot decode {files.face.name} or {files.eyes.name} ({e})")
                 continue
             report.problems += [f"{video}: {problem}" for video, problem in frame_count_problems(files, counts)]
-            report.samples += len(files.gaze)
-            usable += int(files.valid.sum())
-    report.summary["participants"] = [p.name for p in folders]
-    report.summary["valid_labelled_frames"] = usable
+            entry["samples"] += len(files.gaze)
+            entry["valid_labelled_frames"] += int(files.valid.sum())
+    counts = ("stimulus_folders", "samples", "valid_labelled_frames")
+    report.sections["total"] = {"participants": len(folders), **{k: sum(s[k] for s in report.sections.values()) for k in counts}}
     return report
 
 
@@ -184,5 +144,5 @@ def validate_data(path: str | Path, *, camera: str = "basler", json_path: str | 
     report = validate_raw_eve(root, camera) if raw else validate_training_format(root, camera)
     report.seconds = time.perf_counter() - t0
     if json_path is not None:
-        write_json(json_path, {**asdict(report), "ok": report.ok})
+        write_json(json_path, report.to_dict())
     return report

@@ -213,11 +213,11 @@ def _main(argv: Sequence[str] | None) -> int:
             print(f"  batch {c['batch_size']}: max |exported - PyTorch| {c['max_abs_diff']:.3g} rating units")
         return 0
     if args.command == "validate-data":
-        from .validate import format_report, validate_data
+        from .validate import validate_data
 
         cfg = load_rating_config(args.config, args.overrides, data=args.path)
         report = validate_data(cfg.data)
-        print(format_report(report))
+        print(report.text())
         if args.json:
             write_json(args.json, report.to_dict())
         return 0 if report.ok else 1

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import DataError
+from perception_shared.inputs import expand_inputs
 from perception_shared.logging import get_logger
 
 from .config import DataConfig
@@ -451,33 +452,9 @@ class RatingImageDataset(Dataset):
 
 
 def list_images(inputs: Sequence[str | Path]) -> list[Path]:
-    """Image files from folders (their images, sorted, not recursive), image files, and ``.txt`` lists.
+    """Image files of ``inputs``: ``perception_shared.inputs.expand_inputs`` with the image suffixes.
 
-    A list file holds one path per line (blank lines and ``#`` comments ignored); relative paths are
-    relative to the list's folder. A missing input is a DataError naming it.
+    Folders give their images (sorted, not recursive), ``.txt``/``.lst`` lists one path per line (relative
+    to the list, ``#`` comments), files are taken as named; a missing input or listed file is a DataError.
     """
-    out: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise DataError(f"folder {p} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-            out += found
-        elif p.is_file() and p.suffix.lower() in (".txt", ".lst"):
-            for k, line in enumerate(p.read_text().splitlines(), start=1):
-                line = line.split("#", 1)[0].strip()
-                if not line:
-                    continue
-                q = Path(line)
-                q = q if q.is_absolute() else p.parent / q
-                if not q.is_file():
-                    raise DataError(f"{p} line {k}: image file {q} not found")
-                out.append(q)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise DataError(f"input {p} is neither an image, a folder nor a .txt list of images")
-    if not out:
-        raise DataError("no images to predict")
-    return out
+    return expand_inputs(inputs, IMAGE_EXTENSIONS, what="images")

@@ -14,11 +14,12 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
 from perception_shared.errors import DataError
+from perception_shared.validation import ValidationReport
 
 from .config import DataConfig
 from .data import IMAGE_EXTENSIONS, inspect_ratings, load_split, probe_images
@@ -28,43 +29,44 @@ MAX_NAMED = 10  # unlisted files named in a warning; the rest are counted
 
 
 @dataclass
-class DataReport:
-    """What ``validate_data`` found. ``problems`` would stop training; ``warnings`` would not."""
+class DataReport(ValidationReport):
+    """What ``validate_data`` found. ``problems`` would stop training; ``warnings`` would not.
 
-    csv: Path
-    images_dir: Path
+    ``files`` counts the images decoded (listed or not). ``sections`` hold ``image folder`` (its path and
+    image files, listed or not), ``image sizes`` (px) and ``ratings`` (per dimension, valid rows only:
+    range, mean and sd of the mean ratings, range of the rater sds, empty sd cells).
+    """
+
+    csv: Path | None = None
     n_rows: int = 0
     n_valid_rows: int = 0
-    n_image_files: int = 0  # image files in the folder (listed or not)
-    n_decoded: int = 0  # image files opened and decoded
     dimensions: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    ratings: dict[str, dict[str, float]] = field(default_factory=dict)  # per dimension, valid rows only
-    image_sizes: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
 
-    @property
-    def ok(self) -> bool:
-        return not self.problems
+    unit: ClassVar[str] = "image"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "ratings_csv": str(self.csv),
-            "images_dir": str(self.images_dir),
-            "n_rows": self.n_rows,
-            "n_valid_rows": self.n_valid_rows,
-            "n_image_files": self.n_image_files,
-            "n_decoded": self.n_decoded,
-            "dimensions": self.dimensions,
-            "problems": self.problems,
-            "warnings": self.warnings,
-            "ratings": self.ratings,
-            "image_sizes": self.image_sizes,
-            "seconds": round(self.seconds, 3),
-            "ms_per_image": round(1000 * self.seconds / max(self.n_decoded, 1), 3),
-        }
+    def summary_lines(self) -> list[str]:
+        """The CSV's rows, the image folder and sizes, and a table of the ratings per dimension."""
+        folder = self.sections.get("image folder", {})
+        lines = [
+            f"ratings CSV {self.csv}: {self.n_rows} rows, {self.n_valid_rows} valid; {len(self.dimensions)} dimensions",
+            f"image folder {folder.get('path')}: {folder.get('image_files', 0)} image file(s)",
+        ]
+        sizes = self.sections.get("image sizes")
+        if sizes:
+            lines.append(
+                f"image sizes: width {sizes['width_min']}-{sizes['width_max']}, "
+                f"height {sizes['height_min']}-{sizes['height_max']} px"
+            )
+        ratings = self.sections.get("ratings")
+        if ratings:
+            lines.append("per dimension (valid rows): mean rating min / mean / max, sd of the means; rater sd min-max")
+            width = max(len(d) for d in ratings)
+            for d, v in ratings.items():
+                lines.append(
+                    f"  {d.ljust(width)}  {v['mean_min']:8.3f} / {v['mean_mean']:8.3f} / {v['mean_max']:8.3f}, "
+                    f"sd {v['mean_sd']:.3f}; rater sd {v['sd_min']:.3f}-{v['sd_max']:.3f}"
+                )
+        return lines
 
 
 def _folder_images(folder: Path) -> list[Path]:
@@ -77,9 +79,9 @@ def validate_data(cfg: DataConfig) -> DataReport:
     """Check the data set of ``cfg`` completely (module docstring); never raises for a data problem."""
     start = time.perf_counter()
     cfg = dataclasses.replace(cfg, check_images="decode")  # every listed image, whatever training does
-    report = DataReport(cfg.csv_path, cfg.images_path)
+    report = DataReport(cfg.root, "ratings CSV and image folder", csv=cfg.csv_path)
     folder_files = _folder_images(cfg.images_path)
-    report.n_image_files = len(folder_files)
+    report.sections["image folder"] = {"path": str(cfg.images_path), "image_files": len(folder_files)}
     listed: set[Path] = set()
     sizes: list[tuple[int, int]] = []
     try:
@@ -95,7 +97,7 @@ def validate_data(cfg: DataConfig) -> DataReport:
                 report.problems.append(f"{found.where(i)}: {'; '.join(row)}")
         valid = [i for i, row in enumerate(found.row_problems) if not row]
         report.n_valid_rows = len(valid)
-        report.n_decoded = sum(p is not None for p in found.paths)
+        report.files = sum(p is not None for p in found.paths)
         sizes += [s for s in found.image_sizes if s is not None]
         listed = {p.resolve() for p in found.paths if p is not None}
         if len(valid) >= 2:
@@ -103,8 +105,8 @@ def validate_data(cfg: DataConfig) -> DataReport:
                 TargetScaler.fit(found.means[valid], found.dimensions)
             except DataError as e:
                 report.problems.append(f"ratings CSV {found.csv}: {e}")
-        report.ratings = _rating_ranges(found.dimensions, found.means[valid], found.sds[valid])
-        missing_sd = {d: int(v["n_missing_sd"]) for d, v in report.ratings.items() if v["n_missing_sd"]}
+        ratings = report.sections["ratings"] = _rating_ranges(found.dimensions, found.means[valid], found.sds[valid])
+        missing_sd = {d: int(v["n_missing_sd"]) for d, v in ratings.items() if v["n_missing_sd"]}
         if missing_sd:
             report.warnings.append(
                 "empty sd cells (allowed; the noise ceiling ignores them): "
@@ -132,7 +134,7 @@ def validate_data(cfg: DataConfig) -> DataReport:
             + (" ..." if len(unlisted) > MAX_NAMED else "")
         )
         for probe in probe_images(unlisted):
-            report.n_decoded += 1
+            report.files += 1
             if probe.problem:
                 # a problem only when nothing could be checked through the CSV: then it may be listed
                 target = report.warnings if found is not None else report.problems
@@ -142,7 +144,7 @@ def validate_data(cfg: DataConfig) -> DataReport:
     if sizes:
         w = np.array([s[0] for s in sizes])
         h = np.array([s[1] for s in sizes])
-        report.image_sizes = {
+        report.sections["image sizes"] = {
             "n": len(sizes),
             "width_min": int(w.min()),
             "width_max": int(w.max()),
@@ -169,31 +171,3 @@ def _rating_ranges(dims: list[str], means: np.ndarray, sds: np.ndarray) -> dict[
             "n_missing_sd": int((~has_sd).sum()),
         }
     return out
-
-
-def format_report(report: DataReport) -> str:
-    """The summary, then every problem and warning, one per line."""
-    lines = [
-        f"ratings CSV {report.csv}: {report.n_rows} rows, {report.n_valid_rows} valid; "
-        f"{len(report.dimensions)} dimensions",
-        f"image folder {report.images_dir}: {report.n_image_files} image file(s), {report.n_decoded} decoded "
-        f"in {report.seconds:.2f} s ({1000 * report.seconds / max(report.n_decoded, 1):.2f} ms per image)",
-    ]
-    if report.image_sizes:
-        s = report.image_sizes
-        lines.append(
-            f"image sizes: width {s['width_min']}-{s['width_max']}, height {s['height_min']}-{s['height_max']} px"
-        )
-    if report.ratings:
-        lines.append("per dimension (valid rows): mean rating min / mean / max, sd of the means; rater sd min-max")
-        width = max(len(d) for d in report.ratings)
-        for d, v in report.ratings.items():
-            lines.append(
-                f"  {d.ljust(width)}  {v['mean_min']:8.3f} / {v['mean_mean']:8.3f} / {v['mean_max']:8.3f}, "
-                f"sd {v['mean_sd']:.3f}; rater sd {v['sd_min']:.3f}-{v['sd_max']:.3f}"
-            )
-    lines += [f"WARNING {w}" for w in report.warnings]
-    lines += [f"PROBLEM {p}" for p in report.problems]
-    verdict = "data OK" if report.ok else f"{len(report.problems)} problem(s)"
-    lines.append(f"{verdict}, {len(report.warnings)} warning(s)")
-    return "\n".join(lines)

@@ -112,7 +112,7 @@ def verify_setup(cfg: RatingConfig, device: str = "auto", skip_bad: bool = False
     report = validate_data(data)
     summary = (
         f"{report.csv}: {report.n_valid_rows} of {report.n_rows} rows valid, {len(report.dimensions)} dimensions; "
-        f"{report.n_decoded} image(s) decoded"
+        f"{report.files} image(s) decoded"
     )
     if report.ok:
         checks.append(Check("data", "ok", summary))

@@ -28,6 +28,7 @@ from PIL import Image
 from perception_shared.cli import resolve_run
 from perception_shared.distributed import init_distributed
 from perception_shared.errors import DataError
+from perception_shared.inputs import expand_inputs
 from perception_shared.logging import get_logger, progress
 from perception_shared.plotting import plt
 
@@ -49,22 +50,6 @@ class Prediction:
     overlay: Path
     entropy_nats: float
     peak_xy: tuple[int, int]
-
-
-def image_files(inputs: list[str | Path]) -> list[Path]:
-    """Image files named or inside the folders named (sorted), each once; a DataError if none."""
-    out: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            out += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise DataError(f"predict input {p} is neither an image file nor a folder")
-    if not out:
-        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}")
-    return list(dict.fromkeys(out))
 
 
 def to_image_grid(log_density: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -104,7 +89,7 @@ def predict_images(
     ctx = init_distributed(device)
     model, cfg, state = load_run_model(ref.checkpoint, ctx.device)
     weights = describe_weights(weights_record(state, cfg))
-    files = image_files(inputs)
+    files = expand_inputs(inputs, IMAGE_SUFFIXES, what="images")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     box = (cfg.data.image_size[0], cfg.data.image_size[1])

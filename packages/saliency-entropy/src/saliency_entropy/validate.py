@@ -14,16 +14,14 @@ writes). The MIT1003 fixation source is the config's ``data.fixations`` (raw by 
 
 from __future__ import annotations
 
-import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import DataError
+from perception_shared.validation import ValidationReport, collecting_policy
 
 from .config import TrainConfig
 from .data import (
@@ -37,60 +35,7 @@ from .data import (
 from .fixation_extraction import BadFileError
 
 
-@dataclass
-class ValidationReport:
-    """What ``validate_data`` found: a summary per data set and every problem as ``(file, problem)``."""
-
-    path: Path
-    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
-    problems: list[tuple[str, str]] = field(default_factory=list)
-    files: int = 0
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path),
-            "ok": self.ok,
-            "files": self.files,
-            "seconds": self.seconds,
-            "ms_per_file": 1000 * self.seconds / max(self.files, 1),
-            "datasets": self.datasets,
-            "problems": [{"file": f, "problem": p} for f, p in self.problems],
-        }
-
-    def text(self) -> str:
-        lines = [
-            f"validate-data {self.path}: {self.files} files in {self.seconds:.1f} s "
-            f"({1000 * self.seconds / max(self.files, 1):.1f} ms per file)"
-        ]
-        for name, d in self.datasets.items():
-            lines.append(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in d.items()))
-        if self.ok:
-            lines.append("no problems found")
-        else:
-            lines.append(f"{len(self.problems)} problem(s):")
-            lines += [f"  {f}: {p}" for f, p in self.problems]
-        return "\n".join(lines)
-
-
-def _collecting_policy() -> BadInputPolicy:
-    """The loaders' policy in skip mode, quiet: every problem is kept in ``skipped``, none raised."""
-    quiet = logging.getLogger("saliency_entropy.validate.collect")
-    quiet.addHandler(logging.NullHandler())
-    quiet.propagate = False
-    return BadInputPolicy(skip=True, logger=quiet)
-
-
-def _split(message: str) -> tuple[str, str]:
-    path, _, problem = message.partition(": ")
-    return path, problem
-
-
-def _check_ground_truth(records: list[ImageRecord], problems: list[tuple[str, str]]) -> int:
+def _check_ground_truth(records: list[ImageRecord], problems: list[str]) -> int:
     count = 0
     for r in records:
         if r.ground_truth is not None:
@@ -98,7 +43,7 @@ def _check_ground_truth(records: list[ImageRecord], problems: list[tuple[str, st
             try:
                 read_ground_truth(r.ground_truth, r.height, r.width)
             except BadFileError as e:
-                problems.append((str(e.path), e.problem))
+                problems.append(f"{e.path}: {e.problem}")
     return count
 
 
@@ -119,7 +64,7 @@ def _files(folder: Path) -> list[Path]:
 
 def validate_mit1003(root: Path, cfg: TrainConfig, report: ValidationReport) -> None:
     d = cfg.data
-    policy = _collecting_policy()
+    policy = collecting_policy()
     try:
         records = mit1003_records(
             root,
@@ -132,41 +77,41 @@ def validate_mit1003(root: Path, cfg: TrainConfig, report: ValidationReport) -> 
         )
     except DataError as e:  # nothing usable at all (a missing folder, no image with fixations)
         records = []
-        report.problems.append((str(root), str(e)))
-    report.problems += [_split(m) for m in policy.skipped]
+        report.problems.append(f"{root}: {e}")
+    report.problems += policy.skipped
     stems = {p.stem for p in (root / "ALLSTIMULI").glob("*.jpeg")}
     source = mit1003_fixation_source(root, d.fixations, d.fixations_csv, d.fixlocs_dir)
     if d.fixations == "raw":
         for mat in _files(source):
             if mat.suffix == ".mat" and mat.stem not in stems:
-                report.problems.append((str(mat), "raw gaze file for an image that is not in ALLSTIMULI"))
+                report.problems.append(f"{mat}: raw gaze file for an image that is not in ALLSTIMULI")
     gt = _check_ground_truth(records, report.problems)
     files = _files(root / "ALLSTIMULI") + (_files(source) if source.is_dir() else [source] if source.is_file() else [])
     report.files += len(files) + gt
-    report.datasets["MIT1003"] = {**_summary(records), "fixation_source": d.fixations, "ground_truth_files": gt}
+    report.sections["MIT1003"] = {**_summary(records), "fixation_source": d.fixations, "ground_truth_files": gt}
 
 
 def validate_cat2000(root: Path, cfg: TrainConfig, report: ValidationReport) -> None:
-    policy = _collecting_policy()
+    policy = collecting_policy()
     try:
         names = cat2000_names(root)
         records = cat2000_records(root, key=cfg.data.cat2000_key, policy=policy, names=names)
     except DataError as e:
         names, records = [], []
-        report.problems.append((str(root), str(e)))
-    report.problems += [_split(m) for m in policy.skipped]
+        report.problems.append(f"{root}: {e}")
+    report.problems += policy.skipped
     known = set(names)
     for mat in _files(root / "FIXATIONLOCS"):
         name = f"{mat.parent.name}/{mat.stem}"
         if mat.suffix == ".mat" and mat.parent.parent == root / "FIXATIONLOCS" and name not in known:
-            report.problems.append((str(mat), "fixation map without an image in Stimuli"))
+            report.problems.append(f"{mat}: fixation map without an image in Stimuli")
     gt = _check_ground_truth(records, report.problems)
     images = [f for f in _files(root / "Stimuli") if f.suffix == ".jpg" and f.parent.parent == root / "Stimuli"]
     maps = [f for f in _files(root / "FIXATIONLOCS") if f.suffix == ".mat"]
     report.files += len(images) + len(maps) + gt
     summary = _summary(records)
     summary["categories"] = len({r.category for r in records})
-    report.datasets["CAT2000"] = {**summary, "ground_truth_files": gt}
+    report.sections["CAT2000"] = {**summary, "ground_truth_files": gt}
 
 
 def validate_data(path: str | Path, cfg: TrainConfig) -> ValidationReport:
@@ -174,23 +119,21 @@ def validate_data(path: str | Path, cfg: TrainConfig) -> ValidationReport:
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"validate-data: {root} is not a folder")
-    report = ValidationReport(root)
+    report = ValidationReport(root, "")
     start = time.perf_counter()
-    found = False
     for mit in (root, root / "MIT1003"):
         if (mit / "ALLSTIMULI").is_dir():
             validate_mit1003(mit, cfg, report)
-            found = True
             break
     for cat in (root, root / "CAT2000"):
         if (cat / "Stimuli").is_dir() or (cat / "FIXATIONLOCS").is_dir():
             validate_cat2000(cat, cfg, report)
-            found = True
             break
-    if not found:
+    if not report.sections:
         raise DataError(
             f"validate-data: {root} holds neither MIT1003 (ALLSTIMULI/) nor CAT2000 (Stimuli/, FIXATIONLOCS/), "
             "nor MIT1003/ and CAT2000/ folders"
         )
+    report.kind = " and ".join(report.sections)
     report.seconds = time.perf_counter() - start
     return report

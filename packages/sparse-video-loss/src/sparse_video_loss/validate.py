@@ -14,9 +14,7 @@ first, so a data set that passes here loads in ``train``. On top of them:
 
 from __future__ import annotations
 
-import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,47 +24,11 @@ import torch
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import DataError
 from perception_shared.jsonio import write_json
+from perception_shared.validation import ValidationReport, collecting_policy
 
 from .config import DataConfig
 from .data import MOTION_NAMES, SPLITS, load_sequences, load_split_data, split_path
 from .importer import MAX_SAMPLE_INTERVAL_S, check_sample_interval, read_traces
-
-
-def _quiet_logger() -> logging.Logger:
-    """Problems go into the report; the policy's per-item warnings would print them twice."""
-    logger = logging.getLogger("sparse_video_loss.validate.collected")
-    logger.propagate = False
-    if not logger.handlers:
-        logger.addHandler(logging.NullHandler())
-    return logger
-
-
-@dataclass
-class ValidationReport:
-    """What ``validate_data`` found: one summary per file, and every problem (each names its file)."""
-
-    path: Path
-    kind: str  # "directory", "split file" or "csv trace"
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "path": str(self.path), "kind": self.kind, "files": self.files, "problems": self.problems,
-                "seconds": round(self.seconds, 4), "ms_per_file": round(1000 * self.seconds / max(len(self.files), 1), 2)}
-
-    def text(self) -> str:
-        lines = [f"validate-data {self.path} ({self.kind}): {'OK' if self.ok else f'{len(self.problems)} problem(s)'} "
-                 f"in {self.seconds:.2f} s ({1000 * self.seconds / max(len(self.files), 1):.0f} ms per file)"]
-        for name, info in self.files.items():
-            shown = ", ".join(f"{k} {v}" for k, v in info.items() if k != "path")
-            lines.append(f"  {name}: {shown}")
-        lines += [f"PROBLEM {p}" for p in self.problems]
-        return "\n".join(lines)
 
 
 def _summarize_sequences(path: Path, data: dict[str, Any], raw_count: int, seconds: float) -> dict[str, Any]:
@@ -91,18 +53,18 @@ def _summarize_sequences(path: Path, data: dict[str, Any], raw_count: int, secon
 
 
 def _check_split(report: ValidationReport, name: str, load: Any, path: Path, window: int, first_frames: bool) -> dict[str, Any] | None:
-    policy = BadInputPolicy(skip=True, logger=_quiet_logger())
+    policy = collecting_policy()
     start = time.perf_counter()
     try:
         data = load(policy)
     except DataError as e:
         report.problems.append(str(e))
-        report.files[name] = {"path": str(path), "readable": False}
+        report.sections[name] = {"path": str(path), "readable": False}
         return None
     seconds = time.perf_counter() - start
     report.problems += policy.skipped
     # every dropped sequence is reported exactly once
-    report.files[name] = _summarize_sequences(path, data, len(data["coordinates"]) + policy.count, seconds)
+    report.sections[name] = _summarize_sequences(path, data, len(data["coordinates"]) + policy.count, seconds)
     T = data["coordinates"].shape[1]
     if T < window or (T > window and not first_frames):
         need = f"at least {window}" if first_frames else f"exactly {window}"
@@ -141,6 +103,7 @@ def validate_data(path: str | Path, cfg: DataConfig, *, json_path: str | Path | 
             def load(pol: BadInputPolicy) -> dict[str, Any]:
                 return load_sequences(p, pol)
         _check_split(report, p.name, load, p, window, original)
+    report.files = len(report.sections)
     report.seconds = time.perf_counter() - start
     if json_path is not None:
         write_json(json_path, report.to_dict())
@@ -148,14 +111,14 @@ def validate_data(path: str | Path, cfg: DataConfig, *, json_path: str | Path | 
 
 
 def _check_csv(report: ValidationReport, path: Path, max_interval_s: float) -> None:
-    policy = BadInputPolicy(skip=True, logger=_quiet_logger())
+    policy = collecting_policy()
     start = time.perf_counter()
     try:
         # the interval is checked below, so that a wrong unit is reported beside the other problems
         traces, splits = read_traces(path, policy, max_interval_s=float("inf"))
     except DataError as e:
         report.problems.append(str(e))
-        report.files[path.name] = {"path": str(path), "readable": False}
+        report.sections[path.name] = {"path": str(path), "readable": False}
         return
     report.problems += policy.skipped
     try:
@@ -165,7 +128,7 @@ def _check_csv(report: ValidationReport, path: Path, max_interval_s: float) -> N
         interval = None
     samples = sum(len(a) for a in traces.values())
     missing = sum(int(np.sum(~np.isfinite(a[:, 1]))) for a in traces.values())
-    report.files[path.name] = {
+    report.sections[path.name] = {
         "path": str(path),
         "sequences": len(traces),
         "samples": samples,
