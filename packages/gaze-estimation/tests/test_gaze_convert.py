@@ -1,10 +1,10 @@
 from pathlib import Path
 
-import av
 import h5py
 import numpy as np
 import pytest
 
+from gaze_estimation import synthetic_eve
 from gaze_estimation.cli import main
 from gaze_estimation.convert import convert_eve
 from gaze_estimation.data import load_split
@@ -15,15 +15,8 @@ RED, BLUE = (230, 20, 20), (20, 20, 230)
 
 
 def write_video(path: Path, frames: np.ndarray) -> None:
-    """Frames (T, H, W, 3) uint8 RGB -> H.264 mp4 at near-lossless quality."""
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=60, options={"qp": "0", "preset": "ultrafast"})
-        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv444p"
-        for f in frames:
-            for packet in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
+    """Frames (T, H, W, 3) uint8 RGB -> lossless H.264 mp4 (the colour checks below need exact pixels)."""
+    synthetic_eve.write_video(path, frames, lossless=True)
 
 
 def write_step(folder: Path, *, gaze: np.ndarray, validity: np.ndarray, face_frames: int = N, camera: str = "basler") -> None:

@@ -49,6 +49,7 @@ from gaze_estimation.synthetic import (
     sample_participant,
     synthetic_face_model,
 )
+from gaze_estimation.synthetic_eve import write_video
 from perception_shared.errors import ConfigError
 
 NORM = NormalizationConfig()
@@ -275,21 +276,10 @@ def test_a_model_trained_on_normalized_crops_predicts_the_camera_gaze_of_raw_ren
     assert haar_err.mean() < mean_pred_err.mean() + 5.0
 
 
-def write_video(path, frames, rate=10) -> None:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=rate, options={"preset": "ultrafast"})
-        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        for f in frames:
-            for packet in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
-
-
 def test_predict_raw_cli_on_images_and_a_video(tiny_run, tmp_path):
     camera = make_camera_images(tmp_path / "camera", 3, image_size=(320, 240), focal_px=300.0)
     images = [np.asarray(Image.open(camera / f"{i:04d}.png")) for i in range(3)]
-    write_video(tmp_path / "clip.mp4", images)
+    write_video(tmp_path / "clip.mp4", images, fps=10)
     out = tmp_path / "out"
     args = ["predict-raw", "--run", str(tiny_run), str(camera), str(tmp_path / "clip.mp4"), "--out", str(out),
             "--calibration", str(camera / "calibration.json"), "--annotate", "--set", "landmarks.face_model=synthetic", "--device", "cpu"]

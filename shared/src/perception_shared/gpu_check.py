@@ -8,8 +8,10 @@ as a ``GpuCheckSpec``; ``run_check`` then, on the given device:
   loader to be at least ``min_loader_ratio`` (2) times faster, so the GPU never waits for data;
 * runs the steps under bf16 autocast on CUDA (fp32 on CPU) with
   ``torch.cuda.set_sync_debug_mode("error")``, so any host-device synchronization inside the step
-  (``.item()``, a ``bool`` of a tensor, a data-dependent shape) fails with its stack instead of silently
-  stalling the GPU;
+  (``.item()``, a ``bool`` of a tensor, a data-dependent shape, a blocking copy of host memory to the
+  device) fails with its stack instead of silently stalling the GPU. Every step is checked except the
+  very first: it does the one-time work a model may do on its first call (constant matrices built on the
+  host and copied over once, cached by size), which is not a per-step stall;
 * records peak memory (``torch.cuda.max_memory_allocated``; peak RSS on CPU).
 
 ``check_process_group`` initializes the NCCL (CUDA) or gloo (CPU) process group with world size 1 and
@@ -138,7 +140,7 @@ def run_check(
     )
 
     def one_step(i: int) -> None:
-        with sync_debug(device):
+        with sync_debug(device) if i > 0 else contextlib.nullcontext():
             with autocast():
                 loss = _loss(spec.step_fn(model, batch, StepInfo(0, i, i)))
             optimizer.zero_grad(set_to_none=True)
@@ -156,6 +158,7 @@ def run_check(
             one_step(warmup + i)
         _synchronize(device)
         elapsed = time.perf_counter() - start
+        result["sync_checked_steps"] = warmup + steps - 1
         result["step_seconds"] = elapsed / steps
         result["model_samples_per_s"] = steps * spec.batch_size / elapsed
     except RuntimeError as e:

@@ -77,13 +77,23 @@ def shipped_configs() -> dict[str, TrainConfig]:
 
 def _make_synthetic(args: argparse.Namespace) -> int:
     from .synthetic import make_camera_images, make_synthetic
+    from .synthetic_eve import make_synthetic_eve
 
     setup_logging(None)
-    files = make_synthetic(
-        args.out, train_participants=args.train_participants, val_participants=args.val_participants,
-        samples_per_participant=args.samples, seed=args.seed, camera=args.camera,
-    )
-    print(f"wrote {len(files)} participant files under {args.out}")
+    if args.format == "eve":
+        folders = make_synthetic_eve(
+            args.out, train_participants=args.train_participants, val_participants=args.val_participants,
+            steps=3 if args.steps is None else args.steps, frames=args.samples, seed=args.seed, camera=args.camera,
+        )
+        print(f"wrote {len(folders)} participant folders in the raw EVE layout under {args.out} (convert-eve reads them)")
+    else:
+        if args.steps is not None:
+            raise ConfigError("--steps applies to --format eve only (the training format has no step folders)")
+        files = make_synthetic(
+            args.out, train_participants=args.train_participants, val_participants=args.val_participants,
+            samples_per_participant=args.samples, seed=args.seed, camera=args.camera,
+        )
+        print(f"wrote {len(files)} participant files under {args.out}")
     if args.camera_images:
         folder = make_camera_images(Path(args.out) / "camera", args.camera_images, seed=args.seed)
         print(f"wrote {args.camera_images} camera images with their truth and a calibration file under {folder}")
@@ -217,12 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_make_synthetic_command(
         sub,
         description="Rendered participants whose gaze (pitch/yaw) is known exactly, in the HDF5 training format "
-        "(OUT/train, OUT/val); with --camera-images also camera images of rendered faces for predict-raw.",
+        "(OUT/train, OUT/val) or, with --format eve, in the raw EVE release layout that convert-eve reads (OUT/train01, "
+        "OUT/val01, ...: step folders with <camera>.h5, face and eye videos, timestamps, and a calibration step); with "
+        "--camera-images also camera images of rendered faces for predict-raw.",
+    )
+    p.add_argument(
+        "--format", choices=("training", "eve"), default="training",
+        help="training: HDF5 crops train reads (default); eve: the raw EVE release layout (256 px face, 2 x 128 px eye videos)",
     )
     p.add_argument("--train-participants", type=int, default=4)
     p.add_argument("--val-participants", type=int, default=2)
-    p.add_argument("--samples", type=int, default=64, help="samples per participant (default: 64)")
-    p.add_argument("--camera", default="basler", help="file name frames_<camera>.h5 (default: basler)")
+    p.add_argument("--samples", type=int, default=64, help="samples per participant; with --format eve frames per step (default: 64)")
+    p.add_argument("--steps", type=int, default=None, help="--format eve: stimulus steps per participant, besides the calibration step (default: 3)")
+    p.add_argument("--camera", default="basler", help="file name frames_<camera>.h5, or <camera>.h5 and <camera>_*.mp4 with --format eve (default: basler)")
     p.add_argument(
         "--camera-images", type=int, default=0, metavar="N",
         help="also write N camera images (OUT/camera/*.png) with their true gaze and head pose and a calibration file",

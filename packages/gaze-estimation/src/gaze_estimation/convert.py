@@ -136,13 +136,18 @@ class StepFiles:
     valid: np.ndarray  # (N,) bool
 
 
+def step_files(step: Path, camera: str) -> tuple[Path, Path, Path]:
+    """The labels, face video and eye video of ``camera`` in a stimulus folder (EVE's file names)."""
+    return step / f"{camera}.h5", step / f"{camera}_face.mp4", step / f"{camera}_eyes.mp4"
+
+
 def probe_step(step: Path, camera: str, policy: BadInputPolicy) -> StepFiles | None:
     """The checks ``convert-eve`` and ``validate-data`` share for a stimulus folder, without decoding frames.
 
     The three files exist, the labels read (``read_labels``), the face video is square and the eye video
     two squares wide. A problem goes to ``policy``; returns None then.
     """
-    h5_path, face_path, eyes_path = step / f"{camera}.h5", step / f"{camera}_face.mp4", step / f"{camera}_eyes.mp4"
+    h5_path, face_path, eyes_path = step_files(step, camera)
     for p in (h5_path, face_path, eyes_path):
         if not p.is_file():
             policy.report(p, "missing file")
