@@ -15,8 +15,7 @@ from safetensors.torch import save_file
 
 from perception_shared import pretrained as P
 from perception_shared.errors import ConfigError, WeightsError
-from perception_shared.testing import go_offline
-from perception_shared.testing import put_in_hf_cache as _put_in_hf_cache
+from perception_shared.testing import go_offline, put_in_offline_hf_cache
 
 TIMM_ID = "resnet18.a1_in1k"
 TV_ID = "torchvision:ResNet18_Weights.IMAGENET1K_V1"
@@ -28,10 +27,6 @@ def offline(monkeypatch, tmp_path):
     go_offline(monkeypatch, tmp_path)
 
 
-def put_in_hf_cache(repo: str, filename: str, data: Path) -> Path:
-    return _put_in_hf_cache(os.environ["HF_HOME"], repo, filename, data)
-
-
 @pytest.fixture
 def cached_resnet18(tmp_path):
     """Weights of a randomly initialized resnet18 in the hub cache as timm/resnet18.a1_in1k."""
@@ -40,7 +35,7 @@ def cached_resnet18(tmp_path):
     state = {k: v.contiguous() for k, v in state.items()}
     path = tmp_path / "resnet18.safetensors"
     save_file(state, str(path))
-    link = put_in_hf_cache("timm/resnet18.a1_in1k", "model.safetensors", path)
+    link = put_in_offline_hf_cache("timm/resnet18.a1_in1k", "model.safetensors", path)
     return state, link
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from perception_shared.jsonio import write_json
-from perception_shared.validation import ValidationReport, collecting_policy
+from perception_shared.validation import ValidationReport, collecting_policy, report_and_exit
 
 
 def test_a_report_without_problems():
@@ -61,3 +61,14 @@ def test_collecting_policy_keeps_every_problem_and_raises_none(caplog):
     policy.report_all("f.csv", [("f.csv, line 2", "bad"), ("f.csv, line 5", "worse")], total=9)
     assert policy.skipped == ["x.mat: truncated", "f.csv, line 2: bad", "f.csv, line 5: worse"]
     assert caplog.records == []  # the report lists them; nothing is printed twice
+
+
+def test_report_and_exit_prints_writes_json_only_when_asked_and_gives_the_exit_status(tmp_path, capsys):
+    good = ValidationReport(tmp_path, "directory", files=2, seconds=0.1)
+    assert report_and_exit(good) == 0
+    assert capsys.readouterr().out.rstrip().endswith("no problems found")
+    assert not list(tmp_path.iterdir())  # no JSON without a path
+    bad = ValidationReport(tmp_path, "directory", problems=["x.h5: missing gaze"])
+    assert report_and_exit(bad, tmp_path / "report.json") == 1
+    assert "PROBLEM x.h5: missing gaze" in capsys.readouterr().out
+    assert json.loads((tmp_path / "report.json").read_text())["problems"] == ["x.h5: missing gaze"]

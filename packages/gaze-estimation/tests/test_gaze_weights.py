@@ -16,8 +16,7 @@ from gaze_estimation.train import check_weights_hashes, train
 from perception_shared.distributed import init_distributed
 from perception_shared.errors import WeightsError
 from perception_shared.pretrained import WeightsSource, preprocessing_for, sha256_file
-from perception_shared.testing import go_offline
-from perception_shared.testing import put_in_hf_cache as _put_in_hf_cache
+from perception_shared.testing import go_offline, put_in_offline_hf_cache
 
 TV_RESNET18 = "torchvision:ResNet18_Weights.IMAGENET1K_V1"
 
@@ -28,17 +27,13 @@ def offline(monkeypatch, tmp_path):
     go_offline(monkeypatch, tmp_path)
 
 
-def put_in_hf_cache(repo: str, filename: str, data: Path) -> Path:
-    return _put_in_hf_cache(os.environ["HF_HOME"], repo, filename, data)
-
-
 def test_research_config_loads_exactly_the_cached_and_the_local_weights(tmp_path):
     """eve_lite as shipped, except its face backbone switched by --set to timm's ResNet-18 (same family),
     which comes from the hub cache; the eye backbones keep torchvision's ResNet-18, from a local file."""
     torch.manual_seed(0)
     face_state = {k: v.contiguous() for k, v in timm.create_model("resnet18", pretrained=False).state_dict().items()}
     save_file(face_state, str(tmp_path / "resnet18.safetensors"))
-    cached = put_in_hf_cache("timm/resnet18.a1_in1k", "model.safetensors", tmp_path / "resnet18.safetensors")
+    cached = put_in_offline_hf_cache("timm/resnet18.a1_in1k", "model.safetensors", tmp_path / "resnet18.safetensors")
     eye = torchvision.models.resnet18(weights=None)
     torch.save(eye.state_dict(), tmp_path / "eye.pth")
     cfg = load_train_config("eve_lite", ["model.face_weights=resnet18.a1_in1k", f"model.eye_weights_file={tmp_path / 'eye.pth'}"])

@@ -4,7 +4,6 @@ the weights in training's outputs."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import torch
 from perception_shared.config import load_config, resolve_config_path
 from perception_shared.errors import WeightsError
 from perception_shared.pretrained import sha256_file
-from perception_shared.testing import go_offline, put_in_hf_cache
+from perception_shared.testing import go_offline, put_in_offline_hf_cache
 from saliency_entropy.config import TrainConfig
 from saliency_entropy.models import build_model
 
@@ -23,10 +22,6 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No network, HF_HUB_OFFLINE=1, empty hub and torch hub caches under tmp_path."""
     go_offline(monkeypatch, tmp_path)
     return tmp_path
-
-
-def _put_in_hf_cache(repo: str, filename: str, data: Path) -> Path:
-    return put_in_hf_cache(os.environ["HF_HOME"], repo, filename, data)
 
 
 def _research(*overrides: str) -> TrainConfig:
@@ -42,7 +37,7 @@ def test_research_config_loads_exactly_the_cached_densenet201_weights(offline: P
     torch.manual_seed(0)
     state = {k: v.contiguous() for k, v in timm.create_model("densenet201", pretrained=False).state_dict().items()}
     save_file(state, str(offline / "densenet201.safetensors"))
-    link = _put_in_hf_cache("timm/densenet201.tv_in1k", "model.safetensors", offline / "densenet201.safetensors")
+    link = put_in_offline_hf_cache("timm/densenet201.tv_in1k", "model.safetensors", offline / "densenet201.safetensors")
     cfg = _research("model.backbone=timm:densenet201.tv_in1k")
     assert cfg.model.pretrained and cfg.model.layers[0] == "features.denseblock4.denselayer32.norm1"
     model = build_model(cfg.model, cfg.entropy)

@@ -167,6 +167,11 @@ def put_in_hf_cache(hf_home: str | Path, repo: str, filename: str, data: str | P
     return link
 
 
+def put_in_offline_hf_cache(repo: str, filename: str, data: str | Path) -> Path:
+    """``put_in_hf_cache`` into the cache ``go_offline`` made (``$HF_HOME``)."""
+    return put_in_hf_cache(os.environ["HF_HOME"], repo, filename, data)
+
+
 def cache_timm_weights(hf_home: str | Path, identifier: str, state: dict[str, torch.Tensor], staging: str | Path) -> Path:
     """``state`` saved as safetensors in the hub cache where timm looks for ``identifier`` (``timm/<name>.<tag>``)."""
     from safetensors.torch import save_file

@@ -4,7 +4,7 @@ A package's ``validate_data`` fills one ``ValidationReport`` (or a subclass with
 fields): ``files`` read, ``seconds`` spent, one summary dict per data set or file in ``sections``,
 ``problems`` (each a string naming its file; any problem means exit status 1) and ``warnings`` (worth
 knowing, training would not stop on them). The CLI prints ``text()`` and writes ``to_dict()`` with
-``--json``; ``0 if report.ok else 1`` is the exit status. ``collecting_policy`` runs the loaders' own
+``--json`` (``report_and_exit`` does both and returns the exit status: 0 ok, 1 problems). ``collecting_policy`` runs the loaders' own
 checks with every problem collected instead of raised.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .badinput import BadInputPolicy
+from .jsonio import write_json
 
 
 @dataclass
@@ -72,6 +73,15 @@ class ValidationReport:
             verdict += f", {len(self.warnings)} warning(s)"
         lines.append(verdict)
         return "\n".join(lines)
+
+
+def report_and_exit(report: ValidationReport, json_path: str | Path | None = None) -> int:
+    """What every ``validate-data`` command ends with: print the report, write its JSON when asked, and
+    return the exit status (0 when no problem was found, 1 otherwise)."""
+    print(report.text())
+    if json_path:
+        write_json(json_path, report.to_dict())
+    return 0 if report.ok else 1
 
 
 def _plain(value: Any) -> Any:

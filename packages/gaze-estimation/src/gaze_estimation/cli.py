@@ -101,13 +101,13 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 
 
 def _validate_data(args: argparse.Namespace) -> int:
+    from perception_shared.validation import report_and_exit
+
     from .validate import validate_data
 
     setup_logging(None)
     cfg = load_train_config(args.config, args.overrides)
-    report = validate_data(args.path, camera=cfg.data.camera, json_path=args.json)
-    print(report.text())
-    return 0 if report.ok else 1
+    return report_and_exit(validate_data(args.path, camera=cfg.data.camera), args.json)
 
 
 def _train(args: argparse.Namespace) -> int:

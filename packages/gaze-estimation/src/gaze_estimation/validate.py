@@ -27,7 +27,6 @@ import h5py
 import numpy as np
 
 from perception_shared.errors import DataError
-from perception_shared.jsonio import write_json
 from perception_shared.logging import progress
 from perception_shared.validation import ValidationReport, collecting_policy
 
@@ -134,8 +133,8 @@ def validate_raw_eve(root: Path, camera: str) -> ValidationReport:
     return report
 
 
-def validate_data(path: str | Path, *, camera: str = "basler", json_path: str | Path | None = None) -> ValidationReport:
-    """Validate the data set at ``path`` (training format or raw EVE); optionally write the report as JSON."""
+def validate_data(path: str | Path, *, camera: str = "basler") -> ValidationReport:
+    """Validate the data set at ``path`` (training format or raw EVE)."""
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"data root {root} does not exist or is not a directory")
@@ -143,6 +142,4 @@ def validate_data(path: str | Path, *, camera: str = "basler", json_path: str | 
     raw = any(p.is_dir() and PARTICIPANT_RE.match(p.name) for p in root.iterdir())
     report = validate_raw_eve(root, camera) if raw else validate_training_format(root, camera)
     report.seconds = time.perf_counter() - t0
-    if json_path is not None:
-        write_json(json_path, report.to_dict())
     return report

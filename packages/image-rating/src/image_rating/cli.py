@@ -29,7 +29,6 @@ from perception_shared.cli import (
 from perception_shared.config import load_config, packaged_config_dir, resolve_config_path
 from perception_shared.distributed import init_distributed, is_main_process
 from perception_shared.errors import UserError
-from perception_shared.jsonio import write_json
 from perception_shared.logging import setup_logging
 
 from . import __version__
@@ -213,14 +212,12 @@ def _main(argv: Sequence[str] | None) -> int:
             print(f"  batch {c['batch_size']}: max |exported - PyTorch| {c['max_abs_diff']:.3g} rating units")
         return 0
     if args.command == "validate-data":
+        from perception_shared.validation import report_and_exit
+
         from .validate import validate_data
 
         cfg = load_rating_config(args.config, args.overrides, data=args.path)
-        report = validate_data(cfg.data)
-        print(report.text())
-        if args.json:
-            write_json(args.json, report.to_dict())
-        return 0 if report.ok else 1
+        return report_and_exit(validate_data(cfg.data), args.json)
     if args.command == "weights":
         from perception_shared.pretrained import WeightsRequest, weights_command
 

@@ -31,7 +31,6 @@ from perception_shared.cli import (
 )
 from perception_shared.config import load_config, packaged_config_dir, resolve_config_path
 from perception_shared.distributed import init_distributed, is_main_process
-from perception_shared.jsonio import write_json
 from perception_shared.logging import setup_logging
 
 from . import __version__
@@ -263,15 +262,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
         result = export_run(args.run, fmt=args.fmt, out=args.out, opset=args.opset, size=args.size, check=args.check)
         print(json.dumps(result, indent=1))
     elif args.command == "validate-data":
+        from perception_shared.validation import report_and_exit
+
         from .validate import validate_data
 
         setup_logging(None)
         cfg = load_config(TrainConfig, resolve_config_path(PACKAGE, args.config), args.overrides)
-        report = validate_data(args.path, cfg)
-        print(report.text())
-        if args.json:
-            write_json(args.json, report.to_dict())
-        return 0 if report.ok else 1
+        return report_and_exit(validate_data(args.path, cfg), args.json)
     elif args.command == "weights":
         from perception_shared.pretrained import WeightsRequest, weights_command
 

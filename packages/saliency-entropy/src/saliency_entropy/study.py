@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from perception_shared.config import load_config, resolve_config_path
 from perception_shared.distributed import DistContext, barrier
 from perception_shared.errors import UserError
 from perception_shared.logging import get_logger, setup_logging
@@ -32,7 +31,7 @@ from perception_shared.seed import seed_everything
 from .config import TrainConfig
 from .evaluate import evaluate_run
 from .report import make_report
-from .train import train
+from .train import load_train_config, train
 
 log = get_logger("saliency_entropy.study")
 ARMS = ("baseline", "entropy_reg")
@@ -53,14 +52,7 @@ def study_config(
     weights: str | None = None,
 ) -> TrainConfig:
     """One arm's config with the study's seed and the common overrides applied."""
-    cfg = load_config(TrainConfig, resolve_config_path("saliency_entropy", config), [*overrides, f"seed={seed}"])
-    if data:
-        cfg.data.mit_root = data
-    if cat2000:
-        cfg.data.cat2000_root = cat2000
-    if weights:
-        cfg.model.weights_file = weights
-    return cfg
+    return load_train_config(config, overrides, data=data, cat2000=cat2000, weights=weights, seed=seed)
 
 
 def run_study(

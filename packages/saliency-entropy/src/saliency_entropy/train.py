@@ -66,11 +66,12 @@ CENTER_PRIOR_FILE = "center_prior.json"
 
 
 def load_mit_records(
-    cfg: TrainConfig, policy: BadInputPolicy | None = None, names: list[str] | None = None
+    cfg: TrainConfig, policy: BadInputPolicy | None = None, names: list[str] | None = None, root: str | Path | None = None
 ) -> list[ImageRecord]:
+    """MIT1003's records as ``cfg.data`` says, from ``root`` (default ``data.mit_root``)."""
     d = cfg.data
     return mit1003_records(
-        d.mit_root,
+        d.mit_root if root is None else root,
         fixations=d.fixations,
         fixations_csv=d.fixations_csv,
         fixlocs_dir=d.fixlocs_dir,
@@ -382,6 +383,29 @@ def aspect_description(cfg: TrainConfig) -> str:
     return f"squashed to {h}x{w} (H x W) whatever their aspect ratio"
 
 
+def load_train_config(
+    config: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    data: str | None = None,
+    cat2000: str | None = None,
+    weights: str | None = None,
+    seed: int | None = None,
+) -> TrainConfig:
+    """A config by name or path with ``--set`` overrides, then the command line's ``data``/``cat2000``/
+    ``weights``/``seed`` in place of ``data.mit_root``/``data.cat2000_root``/``model.weights_file``/``seed``."""
+    cfg = load_config(TrainConfig, resolve_config_path("saliency_entropy", config), list(overrides))
+    if data:
+        cfg.data.mit_root = data
+    if cat2000:
+        cfg.data.cat2000_root = cat2000
+    if weights:
+        cfg.model.weights_file = weights
+    if seed is not None:
+        cfg.seed = seed
+    return cfg
+
+
 def run_training(
     config: str | Path,
     overrides: list[str] | tuple[str, ...] = (),
@@ -403,15 +427,7 @@ def run_training(
     """
     spec = resume_spec or ResumeSpec(None, False, None)
     ctx = init_distributed(device)
-    cfg = load_config(TrainConfig, resolve_config_path("saliency_entropy", config), list(overrides))
-    if data:
-        cfg.data.mit_root = data
-    if cat2000:
-        cfg.data.cat2000_root = cat2000
-    if weights:
-        cfg.model.weights_file = weights
-    if seed is not None:
-        cfg.seed = seed
+    cfg = load_train_config(config, overrides, data=data, cat2000=cat2000, weights=weights, seed=seed)
     run_dir = prepare_run_dir(output_dir, spec.run_dir)
     setup_logging(run_dir)
     seed_everything(cfg.seed)

@@ -29,10 +29,10 @@ from .data import (
     cat2000_names,
     cat2000_records,
     mit1003_fixation_source,
-    mit1003_records,
     read_ground_truth,
 )
 from .fixation_extraction import BadFileError
+from .train import load_mit_records
 
 
 def _check_ground_truth(records: list[ImageRecord], problems: list[str]) -> int:
@@ -66,15 +66,7 @@ def validate_mit1003(root: Path, cfg: TrainConfig, report: ValidationReport) -> 
     d = cfg.data
     policy = collecting_policy()
     try:
-        records = mit1003_records(
-            root,
-            fixations=d.fixations,
-            fixations_csv=d.fixations_csv,
-            fixlocs_dir=d.fixlocs_dir,
-            fixlocs_key=d.fixlocs_key,
-            drop_first_fixation=d.drop_first_fixation,
-            policy=policy,
-        )
+        records = load_mit_records(cfg, policy, root=root)
     except DataError as e:  # nothing usable at all (a missing folder, no image with fixations)
         records = []
         report.problems.append(f"{root}: {e}")

@@ -132,13 +132,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from perception_shared.validation import report_and_exit
+
     from .validate import validate_data
 
     setup_logging(None)
     cfg = load_train_config(args.config, args.overrides)
-    report = validate_data(args.path, cfg.data, json_path=args.json, max_interval_s=args.max_sample_interval)
-    print(report.text())
-    return 0 if report.ok else 1
+    return report_and_exit(validate_data(args.path, cfg.data, max_interval_s=args.max_sample_interval), args.json)
 
 
 def _cmd_weights(args: argparse.Namespace) -> int:

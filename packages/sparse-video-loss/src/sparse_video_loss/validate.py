@@ -23,7 +23,6 @@ import torch
 
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import DataError
-from perception_shared.jsonio import write_json
 from perception_shared.validation import ValidationReport, collecting_policy
 
 from .config import DataConfig
@@ -72,8 +71,7 @@ def _check_split(report: ValidationReport, name: str, load: Any, path: Path, win
     return data
 
 
-def validate_data(path: str | Path, cfg: DataConfig, *, json_path: str | Path | None = None,
-                  max_interval_s: float = MAX_SAMPLE_INTERVAL_S) -> ValidationReport:
+def validate_data(path: str | Path, cfg: DataConfig, *, max_interval_s: float = MAX_SAMPLE_INTERVAL_S) -> ValidationReport:
     """Check ``path`` completely (module docstring); never raises for a problem of the data."""
     start = time.perf_counter()
     p = Path(path)
@@ -105,8 +103,6 @@ def validate_data(path: str | Path, cfg: DataConfig, *, json_path: str | Path | 
         _check_split(report, p.name, load, p, window, original)
     report.files = len(report.sections)
     report.seconds = time.perf_counter() - start
-    if json_path is not None:
-        write_json(json_path, report.to_dict())
     return report
 
 
