@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 COMMANDS = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "scontrol", "sinfo", "squeue", "scancel")
@@ -94,6 +94,9 @@ class LocalSlurm:
     cred_expire: int = 5  # seconds a requeued job waits before it may start again (Slurm's minimum is 5)
     min_job_age: int = 3600  # seconds a finished job stays visible to scontrol
     ctld_debug: str = "info"  # debug2 logs each time-limit check ("Testing job time limits"), every 30 s
+    # the daemons this object started: whether one died is asked of its process, not of /proc/PID/cmdline,
+    # which names the daemon only once exec has run (until then the child still shows Python's command line)
+    _children: dict[str, subprocess.Popen] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -203,13 +206,16 @@ class LocalSlurm:
         return str(self.root) in cmdline or str(self.conf) in environ
 
     def running(self) -> dict[str, int]:
-        return {name: pid for name, pid in self._pids().items() if self._ours(pid)}
+        """This cluster's live daemons: ours by command line or environment, or started by this object."""
+        live = {name: proc.pid for name, proc in self._children.items() if proc.poll() is None}
+        return {name: pid for name, pid in self._pids().items() if live.get(name) == pid or self._ours(pid)}
 
     def _spawn(self, name: str, cmd: list[str]) -> int:
         log = open(self.root / "log" / f"{name}.stdout", "ab")
         proc = subprocess.Popen(cmd, env=self.command_env(), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
+        self._children[name] = proc
         pids = self._pids()
         pids[name] = proc.pid
         self._pid_file.write_text(json.dumps(pids))
@@ -246,8 +252,7 @@ class LocalSlurm:
         while time.monotonic() < deadline:
             if ready():
                 return
-            dead = [name for name, pid in self._pids().items() if not self._ours(pid)]
-            if dead:
+            if any(proc.poll() is not None for proc in self._children.values()):  # a daemon exited
                 break
             time.sleep(0.5)
         logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}"
