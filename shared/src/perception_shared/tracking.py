@@ -10,10 +10,34 @@ import csv
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .distributed import is_main_process
+
+
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases beside TensorBoard and CSV (rank 0 only); ``mode: disabled`` (the default) logs nothing there."""
+
+    project: str | None = None
+    entity: str | None = None
+    mode: str = "disabled"
+
+    def __post_init__(self) -> None:
+        if self.mode not in WANDB_MODES:
+            raise ValueError(f"tracking.wandb.mode must be one of {', '.join(WANDB_MODES)}; got {self.mode!r}")
+
+
+@dataclass
+class TrackingConfig:
+    """Where a run's scalars and figures go besides ``metrics.csv`` and TensorBoard; packages nest it as ``tracking``."""
+
+    wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
 class Tracker:

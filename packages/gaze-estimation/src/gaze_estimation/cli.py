@@ -167,7 +167,12 @@ def _predict_raw(args: argparse.Namespace) -> int:
 
     setup_logging(None)
     run = resolve_run(args.run)
-    cfg = load_config(RawConfig, Path(args.config) if args.config else None, args.overrides)
+    overrides = list(args.overrides)
+    if args.detector:
+        overrides.append(f"landmarks.detector={args.detector}")
+    if args.smooth:
+        overrides.append("landmarks.smooth=true")
+    cfg = load_config(RawConfig, Path(args.config) if args.config else None, overrides)
     summary = run_predict_raw(
         run.checkpoint, args.inputs, args.out, config=cfg, calibration=args.calibration, device=resolve_device(args.device),
         batch_size=args.batch_size or 32, annotate=args.annotate,
@@ -204,6 +209,7 @@ def _convert_eve(args: argparse.Namespace) -> int:
     files = convert_eve(
         args.src, args.dst, camera=args.camera, splits=args.splits, participants=args.participants,
         every=args.every, compression=None if args.compression == "none" else args.compression, skip_bad=args.skip_bad,
+        workers=args.workers, force=args.force,
     )
     print(f"wrote {len(files)} files under {args.dst}")
     return 0
@@ -307,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="gaze_raw", help="output folder (default: gaze_raw)")
     p.add_argument("--calibration", metavar="FILE", help="camera matrix and screen pose: JSON/YAML, or an EVE <camera>.h5")
     p.add_argument("--annotate", action="store_true", help="also write the frames with the gaze drawn (PNG per image, MP4 per video)")
+    p.add_argument(
+        "--detector", choices=("dlib", "haar", "mediapipe"), default=None,
+        help="face and landmark detector (sets landmarks.detector; default: dlib when installed, else haar)",
+    )
+    p.add_argument(
+        "--smooth", action="store_true",
+        help="smooth landmarks over time in videos (sets landmarks.smooth; off by default, so images and videos give the same numbers)",
+    )
     add_config_args(p)
     add_device_arg(p)
     p.add_argument("--batch-size", type=int, help="faces per model batch (default 32)")
@@ -331,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--participants", nargs="+", default=None, metavar="NAME", help="only these folders (e.g. train01 val02)")
     p.add_argument("--every", type=int, default=6, help="keep every N-th frame (basler is 60 Hz; default 6 = 10 Hz)")
     p.add_argument("--compression", default="none", choices=["none", "gzip", "lzf"])
+    p.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="participants converted in parallel (default: the CPUs this process may use, e.g. SLURM_CPUS_PER_TASK)",
+    )
+    p.add_argument("--force", action="store_true", help="convert every participant again, also those already complete")
     add_skip_bad_arg(p)
     p.set_defaults(func=_convert_eve)
 

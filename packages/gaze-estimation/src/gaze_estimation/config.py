@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from perception_shared.tracking import TrackingConfig
 from perception_shared.training import LoopConfig
 
 from .augment import AugmentConfig
@@ -70,3 +71,4 @@ class TrainConfig:
     mse_weight: float = 0.1  # loss = angular error (rad) + mse_weight * MSE of pitch/yaw (rad^2)
     figure_samples: int = 8  # validation samples drawn with predicted and true gaze each evaluation
     loop: LoopConfig = field(default_factory=_loop_defaults)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from perception_shared.tracking import TrackingConfig
 from perception_shared.training import LoopConfig
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -230,6 +231,7 @@ class RatingConfig:
     sched: SchedConfig = field(default_factory=SchedConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     loop: LoopConfig = field(default_factory=_default_loop)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
         direction = MONITORS.get(self.loop.monitor)

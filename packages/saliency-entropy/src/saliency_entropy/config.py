@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from perception_shared.tracking import TrackingConfig
 from perception_shared.training import LoopConfig
 
 # 101 of MIT1003's 1003 images are held out, the split DeepGaze and pysaliency use for a single fold;
@@ -239,6 +240,7 @@ class TrainConfig:
     criteria: CriteriaConfig = field(default_factory=CriteriaConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(epochs=25, checkpoint_every=5, monitor="val/nll"))
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
         factor = self.model.downsample * self.model.readout_factor

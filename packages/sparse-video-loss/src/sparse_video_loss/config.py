@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from perception_shared.tracking import TrackingConfig
 from perception_shared.training import LoopConfig
 
 PACKAGE = "sparse_video_loss"
@@ -167,6 +168,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(epochs=25, grad_clip=1.0, monitor="val/loss", mode="min"))
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     perf: PerfConfig = field(default_factory=PerfConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     toy: bool = False  # demo/test settings: every log and report says so
