@@ -3,7 +3,8 @@ import torch
 
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import DataError
-from sparse_video_loss.data import SparseVideoDataset, create_sparse_frames, load_sequences, save_sequences
+from sparse_video_loss.data import SparseVideoDataset
+from sparse_video_loss.sequences import create_sparse_frames, load_sequences, save_sequences
 
 
 def test_create_sparse_frames_rounds_half_up_and_uses_x_as_column():

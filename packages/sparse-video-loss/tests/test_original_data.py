@@ -1,13 +1,16 @@
 """The study's original files (data/train_data.pt, ...): key mapping, coordinate conventions, checks."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import DataError
 from sparse_video_loss.config import CoordinateConvention, OriginalFormatConfig, OriginalKeys
-from sparse_video_loss.data import load_sequences
 from sparse_video_loss.original_data import from_native, load_original, to_native, write_original
+from sparse_video_loss.sequences import load_sequences
 from sparse_video_loss.synthetic import make_synthetic
 from sparse_video_loss.train import load_split
 
@@ -122,3 +125,16 @@ def test_longer_sequences_keep_their_first_frames_as_the_study_does(tmp_path, ti
     s = ds[2]
     assert s["inputs"].shape == (10, 1, 32, 32) and s["targets"].shape == (10, 1, 32, 32)
     assert torch.equal(s["targets"], study_render(coords[2:3, :20], torch.ones(1, 20))[0, 10:])
+
+
+def test_the_reader_stands_on_the_format_and_the_format_imports_no_reader():
+    """Import direction: sequences (the format) <- original_data (a reader) <- data (picks the reader)."""
+    code = (
+        "import sys; import sparse_video_loss.original_data; "
+        "print(sorted(m for m in sys.modules if m.startswith('sparse_video_loss.')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "sparse_video_loss.sequences" in loaded and "sparse_video_loss.data'" not in loaded
+    code = "import sys; import sparse_video_loss.sequences; print(sorted(m for m in sys.modules if m.startswith('sparse_video_loss.')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "original_data" not in loaded and "sparse_video_loss.data'" not in loaded

@@ -7,7 +7,7 @@ comes from the config (``data.original``, see ``config.OriginalFormatConfig``); 
 and ``fixation_mask`` (``(N, T)``, 0/1 or bool).
 
 Loading converts the points to this package's convention (``x`` = column, ``y`` = row, pixel centres at
-integers, see ``data``) and then runs the same checks as the native format (``data.validate_sequences``):
+integers, see ``sequences``) and then runs the same checks as the native format (``sequences.validate_sequences``):
 
 * a key the mapping names but the file lacks, or a shape that does not fit, is a ``DataError`` that lists
   every key of the file with its type and shape, so the mapping can be fixed from the message;
@@ -30,7 +30,7 @@ from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import DataError
 
 from .config import CoordinateConvention, OriginalFormatConfig
-from .data import describe_keys, pixel_indices, read_pt, validate_sequences
+from .sequences import create_sparse_frames, describe_keys, pixel_indices, read_pt, validate_sequences
 
 FORMAT_NAME = "original"
 
@@ -192,8 +192,6 @@ def write_original(path: str | Path, coordinates: torch.Tensor, masks: torch.Ten
     if cfg.keys.motion is not None and motion is not None:
         obj[cfg.keys.motion] = motion.to(torch.int8).contiguous()
     if cfg.keys.frames is not None:
-        from .data import create_sparse_frames
-
         obj[cfg.keys.frames] = torch.stack([create_sparse_frames(c, m, cfg.size)[:, 0] for c, m in zip(coordinates, masks.bool())])
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
