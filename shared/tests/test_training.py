@@ -214,6 +214,20 @@ def test_resume_after_an_unannounced_kill_says_how_many_steps_were_lost(tmp_path
     assert "3 step(s) were lost" in caplog.text
 
 
+def test_resume_messages_name_one_step_when_the_epoch_ends_between_log_intervals(tmp_path, caplog):
+    # 6 steps per epoch, logged every 4: the epoch's checkpoint (step 6) is after the last log interval (4)
+    trainer, _ = build(tmp_path, 1, loop_kw={"log_every": 4})
+    trainer.fit()
+    assert json.loads((tmp_path / "progress.json").read_text())["global_step"] == 6
+    again, _ = build(tmp_path, 2, loop_kw={"log_every": 4})
+    with caplog.at_level(logging.INFO):
+        again.fit(resume=True)
+    resumed = [r.getMessage() for r in caplog.records if r.getMessage().startswith(("resumed from", "no steps lost"))]
+    assert len(resumed) == 2 and ", step 6, batch 0" in resumed[0]
+    assert resumed[1] == "no steps lost: the checkpoint is at the last step the previous attempt logged (6)"
+    assert "were lost" not in caplog.text
+
+
 def test_resume_with_a_model_that_does_not_fit_is_a_checkpoint_error(tmp_path):
     from perception_shared.errors import CheckpointError
 

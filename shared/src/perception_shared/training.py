@@ -56,8 +56,9 @@ from .tracking import Tracker
 
 HISTORY_CSV = "training_history.csv"
 HISTORY_PNG = "training_history.png"
-# Written at each log interval, so that a run killed without warning (scontrol requeue, a node failure)
-# can say on resume how many steps it has to recompute.
+# The last step the run reached, written at each log interval and with each checkpoint, so that a run
+# killed without warning (scontrol requeue, a node failure) can say on resume how many steps it has to
+# recompute, and a run that stopped at its checkpoint says "no steps lost" with the checkpoint's step.
 PROGRESS_JSON = "progress.json"
 
 
@@ -285,7 +286,11 @@ class Trainer:
                 reached - self.global_step,
             )
         elif reached is not None:
-            self.logger.info("no steps lost: the checkpoint is at the last step the previous attempt logged (%d)", reached)
+            # progress.json is written with every checkpoint, so a step it records below the checkpoint's
+            # can only come from an older file; either way nothing after the checkpoint was done.
+            self.logger.info(
+                "no steps lost: the checkpoint is at the last step the previous attempt logged (%d)", self.global_step
+            )
 
     # ----- loop --------------------------------------------------------------------------------
     def fit(self, resume: bool = False, resume_from: str | Path | None = None) -> FitResult:
@@ -421,9 +426,14 @@ class Trainer:
         self.tracker.log_scalars(local, self.global_step, prefix="train_step/")  # type: ignore[union-attr]
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{local['loss']:.4g}")
-        if self.ctx.is_main:
-            write_json(self.run_dir / PROGRESS_JSON, {"epoch": self.epoch + 1, "global_step": self.global_step, "time": time.time()})
+        self._write_progress()
         return bool(preempt)
+
+    def _write_progress(self) -> None:
+        """``progress.json``: the optimizer steps done and the (1-based) epoch of the last one (see PROGRESS_JSON)."""
+        if self.ctx.is_main:
+            epoch = self.epoch + (1 if self.batch_in_epoch else 0)
+            write_json(self.run_dir / PROGRESS_JSON, {"epoch": epoch, "global_step": self.global_step, "time": time.time()})
 
     def _raise_nonfinite(self) -> None:
         raise NonFiniteLossError(
@@ -436,6 +446,7 @@ class Trainer:
         path = None
         if self.ctx.is_main:
             path = self.checkpoints.save_last(state)
+            self._write_progress()
             (self.run_dir / MARKER).write_text(
                 f"stopped by {self.preemption.signal_name} at epoch {self.epoch + 1}, step {self.global_step}\n"
             )
@@ -486,6 +497,7 @@ class Trainer:
             self.checkpoints.save_epoch(state, epoch_done, force=epoch_done == self.loop.epochs)
             if improved:
                 self.checkpoints.save_best(state)
+            self._write_progress()
             write_history_csv(self.history, self.run_dir / HISTORY_CSV)
             # A plot costs about a second on a CPU: redraw at most once a minute, and at the end.
             if epoch_done == self.loop.epochs or time.time() - self._last_plot > 60:
