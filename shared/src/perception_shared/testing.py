@@ -1,4 +1,5 @@
-"""Test helpers that packages share: counting host reads of tensor values, offline weight caches.
+"""Test helpers that packages share: counting host reads of tensor values, offline weight caches, and
+reading back what an offline Weights & Biases run logged (``read_wandb_offline``).
 
 On a GPU every read of a tensor's value on the host (``.item()``, ``float(t)``, ``if t:``, ``.tolist()``,
 ``.numpy()``) waits for all queued kernels: a training step that reads a loss for a running mean stalls
@@ -9,10 +10,13 @@ test can hold a step to "at most one read per log interval" before it ever runs 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import socket
+import struct
 import sys
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -180,3 +184,85 @@ def cache_timm_weights(hf_home: str | Path, identifier: str, state: dict[str, to
     staged.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(staged))
     return put_in_hf_cache(hf_home, f"timm/{identifier.removeprefix('timm:')}", "model.safetensors", staged)
+
+
+# The ``.wandb`` transaction log of an offline run: LevelDB's log format (32 KiB blocks of records, a
+# record split across blocks as FIRST/MIDDLE/LAST chunks, each chunk with a CRC-32 of its type byte and
+# data) after a 7-byte ":W&B" header; each record is a ``wandb_internal_pb2.Record`` protobuf.
+_WANDB_HEADER = struct.Struct("<4sHB")
+_CHUNK_HEADER = struct.Struct("<IHB")
+_BLOCK = 32768
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def wandb_records(path: str | Path) -> Iterator[Any]:
+    """The protobuf records of one ``run-<id>.wandb`` file, in the order W&B wrote them."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = Path(path).read_bytes()
+    ident, magic, _version = _WANDB_HEADER.unpack_from(data)
+    if ident != b":W&B" or magic != 0xBEE1:
+        raise ValueError(f"{path}: not a W&B transaction log")
+    pos, pending = _WANDB_HEADER.size, b""
+    while pos + _CHUNK_HEADER.size <= len(data):
+        if _BLOCK - pos % _BLOCK < _CHUNK_HEADER.size:  # a block's tail too short for a header is padding
+            pos += _BLOCK - pos % _BLOCK
+            continue
+        crc, length, kind = _CHUNK_HEADER.unpack_from(data, pos)
+        if kind == 0:
+            break
+        chunk = data[pos + _CHUNK_HEADER.size : pos + _CHUNK_HEADER.size + length]
+        if zlib.crc32(chunk, zlib.crc32(bytes([kind]))) != crc:
+            raise ValueError(f"{path}: corrupt record at byte {pos}")
+        pos += _CHUNK_HEADER.size + length
+        pending = chunk if kind in (_FULL, _FIRST) else pending + chunk
+        if kind in (_FULL, _LAST):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+
+
+def _set_item(target: dict[str, Any], item: Any) -> None:
+    keys = list(item.nested_key) or [item.key]
+    for k in keys[:-1]:
+        target = target.setdefault(k, {})
+    target[keys[-1]] = json.loads(item.value_json)
+
+
+@dataclass
+class WandbAttempt:
+    """What one attempt of an offline W&B run logged (one ``offline-run-*`` folder): the run's id, its
+    config, ``history`` as ``{step: {key: value}}`` (an image is a dict with ``_type: image-file`` and its
+    ``path`` under the folder's ``files/``), and the exit code it finished with."""
+
+    folder: Path
+    run_id: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    history: dict[int, dict[str, Any]] = field(default_factory=dict)
+    exit_code: int | None = None
+
+
+def read_wandb_offline(run_dir: str | Path) -> list[WandbAttempt]:
+    """Every offline W&B attempt under ``<run_dir>/wandb/``, oldest first, read from its transaction log."""
+    attempts = []
+    for folder in sorted(Path(run_dir).glob("wandb/offline-run-*")):
+        attempt = WandbAttempt(folder)
+        for log in folder.glob("run-*.wandb"):
+            for record in wandb_records(log):
+                kind = record.WhichOneof("record_type")
+                if kind == "run":
+                    attempt.run_id = record.run.run_id
+                    for item in record.run.config.update:
+                        _set_item(attempt.config, item)
+                elif kind == "config":
+                    for item in record.config.update:
+                        _set_item(attempt.config, item)
+                elif kind == "history":
+                    row: dict[str, Any] = {}
+                    for item in record.history.item:
+                        _set_item(row, item)
+                    attempt.history.setdefault(int(row["_step"]), {}).update(row)
+                elif kind == "exit":
+                    attempt.exit_code = record.exit.exit_code
+        attempts.append(attempt)
+    return attempts

@@ -1,7 +1,10 @@
-"""The same scalars to TensorBoard and to ``metrics.csv``; figures to TensorBoard and PNG.
+"""The same scalars to TensorBoard, ``metrics.csv`` and (optionally) Weights & Biases; figures to PNG,
+TensorBoard and W&B.
 
 ``metrics.csv`` is long format, one row per scalar: ``wall_time,step,tag,value``, so new tags can
 appear at any time and the file can be appended to after a resume. Only rank 0 writes anything.
+W&B (``tracking.wandb``, see ``wandb_run``) gets every scalar at the same step as TensorBoard, and every
+figure as an image at the step it is drawn.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .distributed import is_main_process
-
+from .wandb_run import WandbRun, open_wandb_run
 
 WANDB_MODES = ("online", "offline", "disabled")
 
@@ -50,13 +53,24 @@ class Tracker:
         tensorboard: bool = True,
         enabled: bool | None = None,
         purge_step: int | None = None,
+        wandb: WandbConfig | None = None,
+        package: str = "perception-shared",
+        run_config: Mapping[str, Any] | None = None,
+        toy: bool = False,
     ) -> None:
         """``purge_step``: on resume, drop what an interrupted run logged at or after this step, so the
-        replayed steps are not counted twice (TensorBoard's ``purge_step``, and the same for the CSV)."""
+        replayed steps are not counted twice (TensorBoard's ``purge_step``, and the same for the CSV).
+
+        ``wandb``: also log to the run directory's W&B run (started, or continued when the directory has
+        one, see ``wandb_run``) unless its mode is ``disabled``; ``run_config`` becomes the W&B run's
+        config, ``package`` names the pip extra in the missing-``wandb`` error and is the default project,
+        ``toy`` tags the W&B run as demo/test settings.
+        """
         self.run_dir = Path(run_dir)
         self.enabled = is_main_process() if enabled is None else enabled
         self._tb = None
         self._csv_file = None
+        self._wandb: WandbRun | None = None
         if not self.enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -72,22 +86,34 @@ class Tracker:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=purge_step)
+        if wandb is not None and wandb.mode != "disabled":
+            self._wandb = open_wandb_run(
+                self.run_dir,
+                mode=wandb.mode,
+                project=wandb.project,
+                entity=wandb.entity,
+                package=package,
+                run_config=run_config,
+                toy=toy,
+            )
 
     def log_scalars(self, scalars: Mapping[str, Any], step: int, prefix: str = "") -> None:
         """Log ``{tag: number}``; tags get ``prefix`` (for example ``'val/'``)."""
         if not self.enabled:
             return
         now = time.time()
-        for tag, value in scalars.items():
-            v = float(value)
-            name = f"{prefix}{tag}"
+        values = {f"{prefix}{tag}": float(value) for tag, value in scalars.items()}
+        for name, v in values.items():
             self._csv.writerow([f"{now:.3f}", step, name, repr(v) if math.isfinite(v) else str(v)])
             if self._tb is not None:
                 self._tb.add_scalar(name, v, step)
         self._csv_file.flush()
+        if self._wandb is not None:
+            self._wandb.log_scalars(values, step)
 
     def log_figure(self, tag: str, figure: Any, step: int, *, close: bool = True) -> Path | None:
-        """Save a matplotlib figure as ``figures/<tag>_<step>.png`` and to TensorBoard; returns the PNG path."""
+        """Save a matplotlib figure as ``figures/<tag>_<step>.png``, to TensorBoard and as a W&B image;
+        returns the PNG path."""
         if not self.enabled:
             if close:
                 import matplotlib.pyplot as plt
@@ -100,11 +126,30 @@ class Tracker:
         figure.savefig(path, dpi=100, bbox_inches="tight")
         if self._tb is not None:
             self._tb.add_figure(tag, figure, step, close=False)
+        if self._wandb is not None:
+            self._wandb.log_image(tag, path, step)
         if close:
             import matplotlib.pyplot as plt
 
             plt.close(figure)
         return path
+
+    def log_image(self, tag: str, path: str | Path, step: int) -> None:
+        """An image file already written (a PNG a package drew, ``training_history.png``) to TensorBoard and W&B."""
+        if not self.enabled:
+            return
+        if self._tb is not None:
+            import matplotlib.image
+
+            pixels = matplotlib.image.imread(str(path))  # (H, W) grey, or (H, W, 3|4) RGB(A)
+            self._tb.add_image(tag, pixels[..., :3] if pixels.ndim == 3 else pixels, step, dataformats=("HW", "HWC")[pixels.ndim - 2])
+        if self._wandb is not None:
+            self._wandb.log_image(tag, path, step)
+
+    def update_run_config(self, values: Mapping[str, Any]) -> None:
+        """Add or replace entries of the W&B run's config (the finished manifest at the end of training)."""
+        if self._wandb is not None:
+            self._wandb.update_config(values)
 
     def flush(self) -> None:
         if self._tb is not None:
@@ -112,13 +157,17 @@ class Tracker:
         if self._csv_file is not None:
             self._csv_file.flush()
 
-    def close(self) -> None:
+    def close(self, exit_code: int | None = None) -> None:
+        """Close the files and finish the W&B run (``exit_code`` non-zero marks it failed or preempted in W&B)."""
         if self._tb is not None:
             self._tb.close()
             self._tb = None
         if self._csv_file is not None:
             self._csv_file.close()
             self._csv_file = None
+        if self._wandb is not None:
+            self._wandb.finish(exit_code)
+            self._wandb = None
 
     def __enter__(self) -> Tracker:
         return self

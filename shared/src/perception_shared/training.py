@@ -11,8 +11,9 @@ and two functions:
   unwrapped model in eval mode under ``torch.no_grad()``.
 
 The loop owns what must be the same everywhere: epochs and mid-epoch resumption, checkpoint cadence,
-best/last/final checkpoints, early stopping, preemption, TensorBoard/CSV logging, the history plot and
-the run's ``manifest.json`` (see ``manifest.py``; the package passes ``manifest_info``).
+best/last/final checkpoints, early stopping, preemption, TensorBoard/CSV logging (and Weights & Biases when
+the config's ``tracking.wandb.mode`` is not ``disabled``, see ``wandb_run.py``), the history plot and the
+run's ``manifest.json`` (see ``manifest.py``; the package passes ``manifest_info``).
 Every scalar is logged against the global optimizer step; the per-epoch history also has ``epoch``.
 
 No host synchronization inside a step: ``step_fn`` returns tensors, the epoch means accumulate on the
@@ -29,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -52,7 +53,8 @@ from .precision import Precision
 from .preemption import MARKER, PREEMPTED_EXIT_CODE, Preempted, PreemptionHandler
 from .samplers import SeededDataset, ShardedSampler
 from .seed import capture_rng_state, restore_rng_state
-from .tracking import Tracker
+from .tracking import Tracker, WandbConfig
+from .wandb_run import require_wandb
 
 HISTORY_CSV = "training_history.csv"
 HISTORY_PNG = "training_history.png"
@@ -190,6 +192,12 @@ class Trainer:
         self.preemption = PreemptionHandler()
         self.logger = get_logger("train")
         self.tracker: Tracker | None = None
+        tracking = getattr(config, "tracking", None)
+        self.wandb: WandbConfig | None = getattr(tracking, "wandb", None)
+        # the distribution whose [wandb] extra brings W&B: gaze_estimation.config.TrainConfig -> gaze-estimation
+        self.package = type(config).__module__.split(".")[0].replace("_", "-")
+        if self.wandb is not None:
+            require_wandb(self.wandb.mode, self.package)  # on every rank, before any work
         # Progress, restored on resume.
         self.epoch = 0  # completed epochs
         self.global_step = 0
@@ -292,6 +300,35 @@ class Trainer:
                 "no steps lost: the checkpoint is at the last step the previous attempt logged (%d)", self.global_step
             )
 
+    # ----- tracking ----------------------------------------------------------------------------
+    def _open_tracker(self, purge_step: int | None = None) -> Tracker:
+        """TensorBoard, ``metrics.csv`` and the run directory's W&B run (whose config is the resolved config
+        and the manifest); rank 0 only."""
+        config = config_to_dict(self.config)
+        run_config = dict(config) if isinstance(config, dict) else {"config": config}
+        if self.manifest is not None:
+            run_config["manifest"] = self.manifest.data
+        toy = isinstance(config, dict) and (config.get("purpose") == "toy" or config.get("toy") is True)
+        return Tracker(self.run_dir, purge_step=purge_step, wandb=self.wandb, package=self.package, run_config=run_config, toy=toy)
+
+    def _plot_history(self) -> None:
+        path = plot_history(self.history, self.run_dir / HISTORY_PNG)
+        self.tracker.log_image("training_history", path, self.global_step)  # type: ignore[union-attr]
+        self._last_plot = time.time()
+
+    def log_images(self, images: Mapping[str, str | Path], step: int | None = None) -> None:
+        """Figures a package draws from files (``{tag: png}``) to TensorBoard and W&B at ``step`` (default:
+        the last step trained). During ``fit`` they go to the open tracker; after it (figures drawn from the
+        best checkpoint) the run directory's tracker and W&B run are opened again, and closed."""
+        step = self.global_step if step is None else step
+        if self.tracker is not None:
+            for tag, path in images.items():
+                self.tracker.log_image(tag, path, step)
+            return
+        with self._open_tracker() as tracker:
+            for tag, path in images.items():
+                tracker.log_image(tag, path, step)
+
     # ----- loop --------------------------------------------------------------------------------
     def fit(self, resume: bool = False, resume_from: str | Path | None = None) -> FitResult:
         """Train to ``loop.epochs``; with ``resume`` continue from the run directory's newest checkpoint."""
@@ -303,10 +340,11 @@ class Trainer:
         self.manifest = start_manifest(
             self.run_dir, config=self.config, ctx=self.ctx, enabled=self.ctx.is_main, **self.manifest_info
         )
-        self.tracker = Tracker(self.run_dir, purge_step=self.global_step + 1 if self.global_step else None)
         stopped_early = False
         status, code, error = "failed", 1, None
         try:
+            # in the try: a W&B run that cannot start leaves a manifest that says why
+            self.tracker = self._open_tracker(purge_step=self.global_step + 1 if self.global_step else None)
             with self.preemption:
                 while self.epoch < self.loop.epochs:
                     self._train_epoch()
@@ -322,7 +360,7 @@ class Trainer:
                         break
                 # still under the handler: a signal now must not kill the final save (training is done)
                 if self.ctx.is_main and stopped_early:
-                    plot_history(self.history, self.run_dir / HISTORY_PNG)
+                    self._plot_history()
                 final_state = self.state_dict()  # collective: every rank takes part
                 self.checkpoints.save_final(final_state)
                 barrier()
@@ -337,7 +375,6 @@ class Trainer:
             error = f"{type(e).__name__}: {e}"
             raise
         finally:
-            self.tracker.close()
             self.manifest.finish(
                 status,
                 code,
@@ -345,6 +382,10 @@ class Trainer:
                 global_step=self.global_step,
                 error=error,
             )
+            if self.tracker is not None:
+                self.tracker.update_run_config({"manifest": self.manifest.data})
+                self.tracker.close(exit_code=code)
+                self.tracker = None
         return FitResult(self.run_dir, self.epoch, self.global_step, self.best_metric, self.best_epoch, stopped_early, self.history)
 
     def _train_epoch(self) -> None:
@@ -501,8 +542,7 @@ class Trainer:
             write_history_csv(self.history, self.run_dir / HISTORY_CSV)
             # A plot costs about a second on a CPU: redraw at most once a minute, and at the end.
             if epoch_done == self.loop.epochs or time.time() - self._last_plot > 60:
-                plot_history(self.history, self.run_dir / HISTORY_PNG)
-                self._last_plot = time.time()
+                self._plot_history()
         barrier()
         summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if "/" in k)
         self.logger.info("epoch %d/%d (step %d): %s", epoch_done, self.loop.epochs, self.global_step, summary)
