@@ -1,6 +1,8 @@
 """Weights & Biases beside TensorBoard and CSV: offline runs read back from W&B's own transaction log."""
 
 import json
+import os
+import signal
 import sys
 from dataclasses import dataclass, field
 
@@ -12,6 +14,7 @@ from torch.utils.data import TensorDataset
 
 from perception_shared.distributed import init_distributed
 from perception_shared.extras import MissingExtraError
+from perception_shared.preemption import PREEMPTED_EXIT_CODE, Preempted
 from perception_shared.samplers import make_train_loader
 from perception_shared.seed import seed_everything
 from perception_shared.testing import read_wandb_offline
@@ -33,7 +36,7 @@ class TinyConfig:
 TinyConfig.__module__ = "gaze_estimation.config"
 
 
-def build(run_dir, epochs, mode="offline"):
+def build(run_dir, epochs, mode="offline", signal_at=None):
     seed_everything(0)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(24, 3, generator=g)
@@ -41,6 +44,8 @@ def build(run_dir, epochs, mode="offline"):
     model = nn.Linear(3, 1)
 
     def step(m, batch, info):
+        if info.step == signal_at:
+            os.kill(os.getpid(), signal.SIGTERM)  # as SLURM before a requeue: checkpoint after this step, exit 75
         xb, yb = batch
         loss = ((m(xb).squeeze(-1) - yb) ** 2).mean()
         return StepOutput(loss, {"abs": (m(xb).squeeze(-1) - yb).abs().mean()}, n=len(yb))
@@ -60,7 +65,8 @@ def numeric(row):
 
 
 def test_offline_run_has_the_csv_scalars_config_manifest_and_figures_and_continues_across_resume(tmp_path):
-    build(tmp_path, 1).fit()
+    with pytest.raises(Preempted):
+        build(tmp_path, 2, signal_at=1).fit()
     again = build(tmp_path, 2)
     again.fit(resume=True)
     figure = tmp_path / "training_history.png"  # drawn from files after training, as image-rating does
@@ -69,7 +75,7 @@ def test_offline_run_has_the_csv_scalars_config_manifest_and_figures_and_continu
     attempts = read_wandb_offline(tmp_path)
     run_id = json.loads((tmp_path / RUN_ID_JSON).read_text())["id"]
     assert len(attempts) == 3 and {a.run_id for a in attempts} == {run_id}, "one W&B run, continued twice"
-    assert [a.exit_code for a in attempts] == [0, 0, 0]
+    assert [a.exit_code for a in attempts] == [PREEMPTED_EXIT_CODE, 0, 0]
 
     logged: dict[str, list[tuple[int, float]]] = {}
     for attempt in attempts[:2]:
@@ -89,7 +95,8 @@ def test_offline_run_has_the_csv_scalars_config_manifest_and_figures_and_continu
     assert config["manifest"]["status"] == manifest["status"] == "completed"
     assert config["manifest"]["seeds"] == {"seed": 0} and config["manifest"]["global_step"] == manifest["global_step"] == 6
 
-    for attempt, tag, step in ((attempts[0], "training_history", 3), (attempts[1], "training_history", 6), (attempts[2], "val/per_dimension", 6)):
+    assert min(attempts[1].history) == 3, "the resumed attempt starts after the checkpoint at step 2"
+    for attempt, tag, step in ((attempts[1], "training_history", 3), (attempts[1], "training_history", 6), (attempts[2], "val/per_dimension", 6)):
         image = attempt.history[step][tag]
         assert image["_type"] == "image-file" and image["format"] == "png"
         assert (attempt.folder / "files" / image["path"]).stat().st_size == image["size"]

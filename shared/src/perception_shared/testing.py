@@ -243,7 +243,14 @@ class WandbAttempt:
 
 
 def read_wandb_offline(run_dir: str | Path) -> list[WandbAttempt]:
-    """Every offline W&B attempt under ``<run_dir>/wandb/``, oldest first, read from its transaction log."""
+    """Every offline W&B attempt under ``<run_dir>/wandb/``, oldest first, read from its transaction log.
+
+    ``run.finish()`` returns before W&B's service has written all of an offline run's records; this
+    stops the service first (``wandb.teardown``, the next ``wandb.init`` starts a new one), which writes them.
+    """
+    import wandb
+
+    wandb.teardown()
     attempts = []
     for folder in sorted(Path(run_dir).glob("wandb/offline-run-*")):
         attempt = WandbAttempt(folder)

@@ -157,8 +157,8 @@ class Tracker:
         if self._csv_file is not None:
             self._csv_file.flush()
 
-    def close(self, exit_code: int | None = None) -> None:
-        """Close the files and finish the W&B run (``exit_code`` non-zero marks it failed or preempted in W&B)."""
+    def close(self, exit_code: int | None = None, *, preempted: bool = False) -> None:
+        """Close the files and finish the W&B run with ``exit_code`` (non-zero: failed, unless ``preempted``)."""
         if self._tb is not None:
             self._tb.close()
             self._tb = None
@@ -166,7 +166,7 @@ class Tracker:
             self._csv_file.close()
             self._csv_file = None
         if self._wandb is not None:
-            self._wandb.finish(exit_code)
+            self._wandb.finish(exit_code, preempted=preempted)
             self._wandb = None
 
     def __enter__(self) -> Tracker:
@@ -174,6 +174,16 @@ class Tracker:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def log_images(
+    run_dir: str | Path, images: Mapping[str, str | Path], step: int, *, wandb: WandbConfig | None, package: str
+) -> None:
+    """Figures drawn from files outside the training loop (``{tag: png}``: a run's evaluation, figures drawn
+    from its best checkpoint) into the run directory's TensorBoard and its W&B run, continued, at ``step``."""
+    with Tracker(run_dir, wandb=wandb, package=package) as tracker:
+        for tag, path in images.items():
+            tracker.log_image(tag, path, step)
 
 
 def _purge_csv(path: Path, purge_step: int) -> None:

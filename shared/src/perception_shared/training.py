@@ -53,7 +53,7 @@ from .precision import Precision
 from .preemption import MARKER, PREEMPTED_EXIT_CODE, Preempted, PreemptionHandler
 from .samplers import SeededDataset, ShardedSampler
 from .seed import capture_rng_state, restore_rng_state
-from .tracking import Tracker, WandbConfig
+from .tracking import Tracker, WandbConfig, log_images
 from .wandb_run import require_wandb
 
 HISTORY_CSV = "training_history.csv"
@@ -321,13 +321,11 @@ class Trainer:
         the last step trained). During ``fit`` they go to the open tracker; after it (figures drawn from the
         best checkpoint) the run directory's tracker and W&B run are opened again, and closed."""
         step = self.global_step if step is None else step
-        if self.tracker is not None:
-            for tag, path in images.items():
-                self.tracker.log_image(tag, path, step)
+        if self.tracker is None:
+            log_images(self.run_dir, images, step, wandb=self.wandb, package=self.package)
             return
-        with self._open_tracker() as tracker:
-            for tag, path in images.items():
-                tracker.log_image(tag, path, step)
+        for tag, path in images.items():
+            self.tracker.log_image(tag, path, step)
 
     # ----- loop --------------------------------------------------------------------------------
     def fit(self, resume: bool = False, resume_from: str | Path | None = None) -> FitResult:
@@ -384,7 +382,7 @@ class Trainer:
             )
             if self.tracker is not None:
                 self.tracker.update_run_config({"manifest": self.manifest.data})
-                self.tracker.close(exit_code=code)
+                self.tracker.close(exit_code=code, preempted=status == "preempted")
                 self.tracker = None
         return FitResult(self.run_dir, self.epoch, self.global_step, self.best_metric, self.best_epoch, stopped_early, self.history)
 

@@ -73,7 +73,9 @@ class WandbRun:
     def update_config(self, values: Mapping[str, Any]) -> None:
         self._run.config.update(dict(values), allow_val_change=True)
 
-    def finish(self, exit_code: int | None = None) -> None:
+    def finish(self, exit_code: int | None = None, *, preempted: bool = False) -> None:
+        if preempted:  # W&B shows the run as preempted (to be continued), not as crashed
+            self._run.mark_preempting()
         self._run.finish(exit_code=exit_code)
 
 
