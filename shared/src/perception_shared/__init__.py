@@ -1,3 +1,3 @@
 """perception-shared: training infrastructure shared by the perception-lab packages."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
