@@ -119,11 +119,12 @@ def open_wandb_run(
         )
     except wandb.errors.Error as e:
         raise ConfigError(
-            f"tracking.wandb (mode {mode}, project {project!r}): W&B could not start the run: {e}; "
-            "log in with `wandb login`, or set tracking.wandb.mode: offline and upload later with `wandb sync`"
+            f"tracking.wandb (mode {mode}, project {project!r}): W&B could not start the run: {str(e).rstrip('. ')}. "
+            "Or set tracking.wandb.mode: offline and upload later with `wandb sync`"
         ) from None
     if not resuming:
         write_json(run_dir / RUN_ID_JSON, {"id": run.id, "project": project, "entity": entity})
-    where = run.url or f"{run_dir / 'wandb'} (upload with `wandb sync`)"  # offline runs have no URL
+    # an offline run has no URL (and asking W&B for one prints a warning)
+    where = run.url if mode == "online" else f"{run_dir / 'wandb'} (upload with `wandb sync`)"
     _log.info("W&B run %s (%s, %s, project %s): %s", run.id, "continued" if resuming else "new", mode, project, where)
     return WandbRun(run)
