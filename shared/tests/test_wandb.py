@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from perception_shared.distributed import init_distributed
+from perception_shared.errors import ConfigError
 from perception_shared.extras import MissingExtraError
 from perception_shared.preemption import PREEMPTED_EXIT_CODE, Preempted
 from perception_shared.samplers import make_train_loader
@@ -114,3 +115,16 @@ def test_only_rank_0_opens_a_wandb_run(tmp_path):
     with Tracker(tmp_path, enabled=False, wandb=WandbConfig(mode="offline")) as tracker:
         tracker.log_scalars({"loss": 1.0}, step=1)
     assert not (tmp_path / "wandb").exists() and not (tmp_path / RUN_ID_JSON).exists()
+
+
+def test_a_wandb_run_that_cannot_start_is_a_config_error_and_the_manifest_says_so(tmp_path, monkeypatch):
+    import wandb
+
+    def no_login(**kwargs):
+        raise wandb.errors.UsageError("No API key configured. Use `wandb login` to log in.")
+
+    monkeypatch.setattr(wandb, "init", no_login)
+    with pytest.raises(ConfigError, match=r"tracking.wandb \(mode online, project 'perception-lab-tests'\).*No API key.*mode: offline"):
+        build(tmp_path, 1, mode="online").fit()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "No API key" in manifest["error"] and manifest["global_step"] == 0
