@@ -64,8 +64,11 @@ def rotation_deg(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def oracle(render, i: int, names=("right_eye", "left_eye", "nose", "mouth")) -> FaceLandmarks:
-    """STAND-IN for a landmark model: the renderer's true landmark positions (what MediaPipe approximates)."""
-    return FaceLandmarks((0.0, 0.0, 1.0, 1.0), {k: tuple(render.landmarks[k][i]) for k in names}, "stand-in")
+    """STAND-IN for a landmark model: the renderer's true landmark positions (what MediaPipe approximates).
+
+    The renderer's ``nose`` is the base of its nose, ``nose_base`` in the ``synthetic`` face model."""
+    points = {("nose_base" if k == "nose" else k): tuple(render.landmarks[k][i]) for k in names}
+    return FaceLandmarks((0.0, 0.0, 1.0, 1.0), points, "stand-in")
 
 
 def stand_in_detector(render):
@@ -259,7 +262,7 @@ def test_a_model_trained_on_normalized_crops_predicts_the_camera_gaze_of_raw_ren
 
     frames = [Frame(f"render{i}", i, None, r.images[i]) for i in range(n)]
     # the person's own face model (a user would give it as a JSON file), with the stand-in landmark model
-    own = {k: np.asarray(v) for k, v in synthetic_face_model(float(person["eye_sep"])).items()}
+    own = {("nose_base" if k == "nose" else k): np.asarray(v) for k, v in synthetic_face_model(float(person["eye_sep"])).items()}
     stand_in = RawGazePredictor(model, NORM, stand_in_detector(r), own, intrinsics=r.camera_matrix)
     results = list(stand_in.predict(frames, batch_size=8))
     g_norm = np.stack([x.faces[0].gaze_normalized for x in results])

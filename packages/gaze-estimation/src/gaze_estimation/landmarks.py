@@ -27,7 +27,9 @@ every point that both the face model and the detector name.
   smiling face the mouth corners pull the pose by tens of degrees in pitch.
 * ``generic``: the 6-point model of Zhang et al.'s normalization code (eye corners and mouth corners), the
   eye centres midway between the corners, and a nose tip from average anthropometry.
-* ``synthetic``: the head of ``make-synthetic`` (eye centres, nose, mouth).
+* ``synthetic``: the head of ``make-synthetic``: the eye centres, the mouth's centre and ``nose_base``,
+  the renderer's ``nose`` landmark (it draws the nose as a dark base below a lit bridge, with no tip:
+  dlib's point 33, not its nose tip 30, lands there).
 * a JSON file ``{"name": [x, y, z], ...}`` (or ``{"points": {...}}`` with other keys beside it) gives any other.
 """
 
@@ -61,7 +63,11 @@ GENERIC_FACE_MODEL: dict[str, tuple[float, float, float]] = {
     "mouth_left": (26.3, 68.6, 0.0),
 }
 CANONICAL_FACE_MODEL_FILE = Path(__file__).with_name("face_model_canonical.json")
-FACE_MODELS = {"canonical": CANONICAL_FACE_MODEL_FILE, "generic": GENERIC_FACE_MODEL, "synthetic": SYNTHETIC_FACE_MODEL}
+FACE_MODELS = {
+    "canonical": CANONICAL_FACE_MODEL_FILE,
+    "generic": GENERIC_FACE_MODEL,
+    "synthetic": {("nose_base" if k == "nose" else k): v for k, v in SYNTHETIC_FACE_MODEL.items()},
+}
 
 # MediaPipe face-mesh indices of the points used here (the subject's right eye is on the image's left).
 MEDIAPIPE_POINTS: dict[str, int] = {
