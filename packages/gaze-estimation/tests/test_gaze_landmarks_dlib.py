@@ -73,14 +73,24 @@ def test_dlib_finds_the_astronaut_with_eyes_on_the_eyes_and_a_frontal_head(astro
     for eye in (ASTRONAUT_RIGHT_EYE, ASTRONAUT_LEFT_EYE):
         assert x < eye[0] < x + w and y < eye[1] < y + h
     # She faces the camera: the rigid points (eye corners, nose) with the canonical model put her face within
-    # 12 degrees of the line to the camera (measured 6.4) and upright. The mouth corners would not: with the
-    # generic 6-point model (eye and mouth corners) her smile reads as a head turned 35-50 degrees in pitch.
+    # 12 degrees of the line to the camera (measured 8.6; focal length unknown, the default is the image width)
+    # and upright. The mouth corners would not: with the generic 6-point model (eye and mouth corners) her
+    # smile reads as a face turned 33 degrees away from the camera (pitch -50 in the camera's axes).
     k = default_camera_matrix(512, 512)
     head = estimate_head_pose(k, face, load_face_model("canonical"))
     assert head.method == "pnp"
     assert facing_error_deg(head) < 12.0
     assert abs(head.angles_deg()[2]) < 6.0
     assert facing_error_deg(estimate_head_pose(k, face, load_face_model("generic"))) > 25.0
+
+
+def test_dlib_cnn_detector_finds_the_astronaut(astronaut):
+    faces = DlibDetector("cnn", upsample=0)(np.ascontiguousarray(astronaut[:256, 96:352]))  # a crop: the CNN is slow on CPU
+    assert len(faces) == 1 and faces[0].method == "dlib-cnn" and faces[0].score > 0.5
+    np.testing.assert_allclose(faces[0].points["right_eye"], np.subtract(ASTRONAUT_RIGHT_EYE, (96, 0)), atol=2.5)
+    np.testing.assert_allclose(faces[0].points["left_eye"], np.subtract(ASTRONAUT_LEFT_EYE, (96, 0)), atol=2.5)
+    with pytest.raises(ConfigError, match="use hog or cnn"):
+        DlibDetector("mtcnn")
 
 
 @pytest.mark.parametrize("angle", [20.0, -20.0])
