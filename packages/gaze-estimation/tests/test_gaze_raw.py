@@ -176,7 +176,7 @@ def test_mediapipe_path_with_a_stand_in_landmarker(tmp_path):
         for name, index in MEDIAPIPE_POINTS.items():
             if name in pixels:
                 mesh[index, :2] = (pixels[name] + 0.5) / [width, height]  # MediaPipe: fractions of the image, 0 at its edge
-        faces = MediaPipeLandmarker(lambda rgb: [mesh])(np.zeros((height, width, 3), np.uint8))
+        faces = MediaPipeLandmarker(lambda rgb, m=mesh: [m])(np.zeros((height, width, 3), np.uint8))
         assert len(faces) == 1 and faces[0].method == "mediapipe"
         face = faces[0]
         for name in MEDIAPIPE_POINTS:

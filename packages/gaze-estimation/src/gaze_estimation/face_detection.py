@@ -36,7 +36,7 @@ import numpy as np
 from perception_shared.errors import ConfigError
 from perception_shared.extras import require_extra
 
-from .landmarks import FaceLandmarks
+from .landmarks import FaceLandmarks, turned_back
 
 MODELS_PACKAGE = "face_recognition_models"
 SHAPE_68 = "shape_predictor_68_face_landmarks.dat"
@@ -142,7 +142,6 @@ class DlibDetector:
             self.predictor = dlib.shape_predictor(str(path))
         except RuntimeError as e:
             raise ConfigError(f"landmarks.model_path: {path} is not a dlib shape predictor ({e})") from None
-        self._rect = dlib.rectangle
         self.method = f"dlib-{face_detector}"
         self.upsample, self.threshold = upsample, threshold
         self.rolls_deg, self.max_faces = tuple(rolls_deg), max_faces
@@ -180,11 +179,7 @@ class DlibDetector:
             shape = self.predictor(view, rect)
             # dlib's points are integer pixel indices, which are OpenCV's pixel-centre coordinates
             pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
-            corners = np.array([[rect.left(), rect.top()], [rect.right() + 1, rect.top()], [rect.left(), rect.bottom() + 1], [rect.right() + 1, rect.bottom() + 1]], float)
-            if angle != 0:
-                pts = pts @ back[:, :2].T + back[:, 2]
-                corners = corners @ back[:, :2].T + back[:, 2]
-            lo, hi = corners.min(axis=0), corners.max(axis=0)
-            box = (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
-            faces.append(shape_to_landmarks(pts, box, float(score), self.method))
+            box = (float(rect.left()), float(rect.top()), float(rect.width()), float(rect.height()))
+            face = shape_to_landmarks(pts, box, float(score), self.method)
+            faces.append(face if angle == 0 else turned_back(face, back))
         return faces

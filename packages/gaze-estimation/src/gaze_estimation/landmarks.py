@@ -144,6 +144,19 @@ def by_size(faces: Sequence[FaceLandmarks]) -> list[FaceLandmarks]:
     return sorted(faces, key=lambda f: -f.box[2] * f.box[3])
 
 
+def turned_back(face: FaceLandmarks, back: np.ndarray) -> FaceLandmarks:
+    """A face found in a turned image, in the image's own pixels: ``back`` is the 2 x 3 affine map back.
+
+    The points are mapped; the box becomes the upright box around the mapped corners of the found one.
+    """
+    x, y, w, h = face.box
+    corners = np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h]]) @ back[:, :2].T + back[:, 2]
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    points = {n: tuple(float(v) for v in np.asarray(p) @ back[:, :2].T + back[:, 2]) for n, p in face.points.items()}
+    box = (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
+    return FaceLandmarks(box, points, face.method, face.score)  # type: ignore[arg-type]
+
+
 def load_face_model(spec: str | Path) -> dict[str, np.ndarray]:
     """A face model by name (``canonical``, ``generic``, ``synthetic``) or from a JSON file; needs both eye centres."""
     name = str(spec)
@@ -223,13 +236,8 @@ class HaarDetector:
             eyes = self._eyes(view, x, y, w, h)
             method = "haar-eyes" if eyes is not None else "haar-box"
             points = eyes or {name: (x + fx * w, y + fy * h) for name, (fx, fy) in HAAR_BOX_EYES.items()}
-            if angle == 0:
-                faces.append(FaceLandmarks((x, y, w, h), points, method))
-                continue
-            corners = np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h]]) @ back[:, :2].T + back[:, 2]
-            lo, hi = corners.min(axis=0), corners.max(axis=0)
-            moved = {n: tuple(np.asarray(p) @ back[:, :2].T + back[:, 2]) for n, p in points.items()}
-            faces.append(FaceLandmarks((float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])), moved, method))
+            face = FaceLandmarks((x, y, w, h), points, method)
+            faces.append(face if angle == 0 else turned_back(face, back))
         return faces
 
     def _eyes(self, gray: np.ndarray, x: float, y: float, w: float, h: float) -> dict[str, tuple[float, float]] | None:

@@ -265,7 +265,8 @@ class RawGazePredictor:
     """Detector + normalization + model + de-normalization (+ screen) for camera frames.
 
     ``intrinsics``: a ``Calibration`` (camera matrix, distortion and screen), a ``(3, 3)`` camera
-    matrix, or None (``default_camera_matrix`` with ``focal_px`` per image size).
+    matrix, or None (``default_camera_matrix`` with ``focal_px`` per image size). ``smoother``: smooths the
+    landmarks over the frames of a video (None: every frame on its own, as an image would be).
     """
 
     def __init__(
