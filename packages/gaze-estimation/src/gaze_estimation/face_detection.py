@@ -129,11 +129,7 @@ class DlibDetector:
         require_dlib()
         import dlib
 
-        if face_detector == "hog":
-            self._detect = self._hog(dlib.get_frontal_face_detector())
-        elif face_detector == "cnn":
-            self._detect = self._cnn(dlib.cnn_face_detection_model_v1(str(dlib_model_file(MMOD))))
-        else:
+        if face_detector not in ("hog", "cnn"):
             raise ConfigError(f"landmarks.face_detector: unknown detector {face_detector!r}; use hog or cnn")
         path = Path(predictor_path) if predictor_path is not None else dlib_model_file(SHAPE_68)
         if not path.is_file():
@@ -142,6 +138,10 @@ class DlibDetector:
             self.predictor = dlib.shape_predictor(str(path))
         except RuntimeError as e:
             raise ConfigError(f"landmarks.model_path: {path} is not a dlib shape predictor ({e})") from None
+        if face_detector == "hog":
+            self._detect = self._hog(dlib.get_frontal_face_detector())
+        else:
+            self._detect = self._cnn(dlib.cnn_face_detection_model_v1(str(dlib_model_file(MMOD))))
         self.method = f"dlib-{face_detector}"
         self.upsample, self.threshold = upsample, threshold
         self.rolls_deg, self.max_faces = tuple(rolls_deg), max_faces
