@@ -80,8 +80,8 @@ from .smoothing import LandmarkSmoother
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 CSV_COLUMNS = (
     "source", "frame", "time_s", "face_index", "face_found", "landmarks", "head_pose", "detector_score",
-    "box_x", "box_y", "box_w", "box_h", "reye_x", "reye_y", "leye_x", "leye_y",
-    "head_pitch_deg", "head_yaw_deg", "head_roll_deg", "pitch", "yaw", "dir_x", "dir_y", "dir_z", "origin_x", "origin_y", "origin_z", "norm_pitch", "norm_yaw",
+    "box_x", "box_y", "box_w", "box_h", "reye_x", "reye_y", "leye_x", "leye_y", "head_pitch_deg", "head_yaw_deg",
+    "head_roll_deg", "pitch", "yaw", "dir_x", "dir_y", "dir_z", "origin_x", "origin_y", "origin_z", "norm_pitch", "norm_yaw",
     "screen_x_mm", "screen_y_mm", "screen_x_px", "screen_y_px", "on_screen",
 )  # fmt: skip
 CONVENTION = (
@@ -161,9 +161,12 @@ def video_frames(path: Path, every: int = 1) -> Iterator[Frame]:
     """
     try:
         container = av.open(str(path))
-        stream = container.streams.video[0]
-    except (av.FFmpegError, IndexError) as e:
+    except av.FFmpegError as e:
         raise DataError(f"{path}: cannot open as a video ({e})") from None
+    if not container.streams.video:
+        container.close()
+        raise DataError(f"{path}: has no video stream")
+    stream = container.streams.video[0]
     index = 0
     with container:
         packets = container.demux(stream)
