@@ -13,7 +13,7 @@ images of random synthetic people (head roll within 15 degrees, faces anywhere i
   cannot be installed or downloaded here, so it is not measured);
 * ``dlib``: dlib's HOG face detector and 68-point landmark model, the default (upsampling 1, the image
   also searched turned by +-15 degrees when no face is found upright); also without upsampling, without the
-  roll search, and (``--cnn``) with dlib's CNN face detector;
+  roll search, and (``--cnn``) with dlib's CNN face detector (without upsampling: slow on a CPU);
 * ``haar``: OpenCV's Haar cascades.
 
 Also the detection rates, the landmark error (the eye centres against the rendered eyeball centres, pixels;
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="output JSON (a PNG is written beside it)")
     parser.add_argument("--n", type=int, default=60, help="camera images (default 60)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cnn", action="store_true", help="also dlib's CNN face detector (~3 s per frame on one CPU core)")
+    parser.add_argument("--cnn", action="store_true", help="also dlib's CNN face detector, without upsampling (~2-3 s per frame on one CPU core)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     run = Path(args.run)
@@ -92,7 +92,7 @@ def main() -> None:
         "dlib": DlibDetector(),
         "dlib, no upsampling": DlibDetector(upsample=0),
         "dlib, no roll search": DlibDetector(rolls_deg=()),
-        **({"dlib cnn": DlibDetector("cnn")} if args.cnn else {}),
+        **({"dlib cnn, no upsampling": DlibDetector("cnn", upsample=0)} if args.cnn else {}),
         "haar": HaarDetector(),
     }
     for name, detector in detectors.items():

@@ -4,8 +4,9 @@ Three detectors, chosen in the ``predict-raw`` config (``landmarks.detector``); 
 it finds, largest first:
 
 * ``dlib`` (the default when the ``[landmarks]`` extra is installed; ``face_detection``): dlib's HOG or CNN
-  face detector and its 68-point landmark model, as in ETH-XGaze's demo. The eye corners, eye centres,
-  nose tip and mouth corners give the full head pose by ``cv2.solvePnP`` against the face model.
+  face detector and its 68-point landmark model, as in ETH-XGaze's demo. Its eye corners, eye centres,
+  nose points (and mouth corners, for a face model that has them) give the full head pose by
+  ``cv2.solvePnP`` against the face model.
 * ``haar`` (offline with OpenCV alone; the default without dlib): OpenCV's Haar cascades that ship with
   ``opencv-python-headless`` below 5.0 (``cv2.data.haarcascades``): the frontal-face cascade ``alt2``, then
   the eye cascade in the upper part of the face. It gives the two eye centres (or, when the eye cascade
