@@ -13,7 +13,8 @@ images of random synthetic people (head roll within 15 degrees, faces anywhere i
   cannot be installed or downloaded here, so it is not measured);
 * ``dlib``: dlib's HOG face detector and 68-point landmark model, the default (upsampling 1, the image
   also searched turned by +-15 degrees when no face is found upright); also without upsampling, without the
-  roll search, and (``--cnn``) with dlib's CNN face detector (without upsampling: slow on a CPU);
+  roll search, and (``--cnn``) with dlib's CNN face detector (without upsampling: slow on a CPU); and, to
+  tell where dlib's error comes from, dlib's faces with the eye centres replaced by the rendered ones;
 * ``haar``: OpenCV's Haar cascades.
 
 Also the detection rates, the landmark error (the eye centres against the rendered eyeball centres, pixels;
@@ -87,9 +88,22 @@ def main() -> None:
 
         return detect
 
+    def with_true_eyes(detector):
+        """DIAGNOSIS: a detector's faces with the eye centres replaced by the rendered eyeball centres."""
+        frame = iter(range(args.n))
+
+        def detect(img: np.ndarray) -> list[FaceLandmarks]:
+            i = next(frame)
+            eyes = {k: tuple(r.landmarks[k][i]) for k in ("right_eye", "left_eye")}
+            return [dataclasses.replace(f, points={**f.points, **eyes}) for f in detector(img)[:1]]
+
+        return detect
+
+    dlib_default = DlibDetector()
     detectors = {
         "landmarks (stand-in)": stand_in(("right_eye", "left_eye", "nose", "mouth")),
-        "dlib": DlibDetector(),
+        "dlib": dlib_default,
+        "dlib, true eye centres": with_true_eyes(dlib_default),
         "dlib, no upsampling": DlibDetector(upsample=0),
         "dlib, no roll search": DlibDetector(rolls_deg=()),
         **({"dlib cnn, no upsampling": DlibDetector("cnn", upsample=0)} if args.cnn else {}),
