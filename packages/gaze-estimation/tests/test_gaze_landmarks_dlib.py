@@ -123,7 +123,7 @@ def test_dlib_on_rendered_faces_finds_them_and_their_eyes(dlib_detector):
             eye_px.append(np.linalg.norm(np.subtract(faces[0].points[eye], r.landmarks[eye][i])))
         head = estimate_head_pose(r.camera_matrix, faces[0], model)
         rot_deg.append(math.degrees(math.acos(np.clip((np.trace(head.rotation @ r.head_rotation[i].T) - 1) / 2, -1, 1))))
-    assert found >= 7  # measured: 8 of 8 here; 55 of 60 in benchmarks/raw_detectors.py
+    assert found >= 7  # measured: 7 of 8 here (deterministic); 55 of 60 in benchmarks/raw_detectors.py
     assert np.median(eye_px) < 3.0, eye_px
     assert np.median(rot_deg) < 10.0, rot_deg
 
