@@ -1,6 +1,6 @@
 """How much each face/landmark detector costs predict-raw on rendered camera images with known truth.
 
-    python benchmarks/raw_detectors.py --run RUN --out raw_detectors.json [--n 60]
+    python benchmarks/raw_detectors.py --run RUN --out raw_detectors.json [--n 60] [--cnn]
 
 RUN: a run trained on ``make-synthetic`` data (its normalization is the renderer's). On ``n`` camera
 images of random synthetic people (head roll within 15 degrees, faces anywhere in a 640 x 480 image,
@@ -11,9 +11,16 @@ images of random synthetic people (head roll within 15 degrees, faces anywhere i
 * ``landmarks (stand-in)``: the true landmark positions (eye centres, nose, mouth) with PnP against the mean
   synthetic face model: what a perfect landmark model such as MediaPipe's would give (MediaPipe itself
   cannot be installed or downloaded here, so it is not measured);
-* ``haar``: OpenCV's Haar cascades, the default.
+* ``dlib``: dlib's HOG face detector and 68-point landmark model, the default (upsampling 1, the image
+  also searched turned by +-15 degrees when no face is found upright); also without upsampling, without the
+  roll search, and (``--cnn``) with dlib's CNN face detector (without upsampling: slow on a CPU); and, to
+  tell where dlib's error comes from, dlib's faces with the eye centres replaced by the rendered ones;
+* ``haar``: OpenCV's Haar cascades.
 
-Also the detection rates and the normalizing rotation's error. Writes JSON and a PNG beside it.
+Also the detection rates, the landmark error (the eye centres against the rendered eyeball centres, pixels;
+the nose and mouth points against the renderer's), the head-pose error (the angle between the estimated and
+the true head rotation, PnP against the mean synthetic face model) and the normalizing rotation's error.
+Writes JSON and a PNG beside it.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import numpy as np
 import torch
 
 from gaze_estimation.evaluate import load_model
+from gaze_estimation.face_detection import DlibDetector
 from gaze_estimation.landmarks import FaceLandmarks, HaarDetector, load_face_model
 from gaze_estimation.metrics import per_sample_errors
 from gaze_estimation.normalization import crop_warp, denormalize_gaze, face_warp, transform_points, warp_crop
@@ -48,7 +56,9 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="output JSON (a PNG is written beside it)")
     parser.add_argument("--n", type=int, default=60, help="camera images (default 60)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cnn", action="store_true", help="also dlib's CNN face detector, without upsampling (~2-3 s per frame on one CPU core)")
     args = parser.parse_args()
+    torch.set_num_threads(1)
     run = Path(args.run)
     model, cfg, _ = load_model(run / "best_model.pth" if run.is_dir() else run)
     rng = np.random.default_rng(args.seed)
@@ -70,37 +80,65 @@ def main() -> None:
         """STAND-IN for a landmark model: the true landmark positions, frame by frame."""
         frame = iter(range(args.n))
 
-        def detect(img: np.ndarray) -> FaceLandmarks:
+        def detect(img: np.ndarray) -> list[FaceLandmarks]:
             i = next(frame)
-            return FaceLandmarks((0.0, 0.0, 1.0, 1.0), {k: tuple(r.landmarks[k][i]) for k in names}, "stand-in")
+            # the renderer's nose is the base of its nose: nose_base in the synthetic face model
+            points = {("nose_base" if k == "nose" else k): tuple(r.landmarks[k][i]) for k in names}
+            return [FaceLandmarks((0.0, 0.0, 1.0, 1.0), points, "stand-in")]
 
         return detect
 
+    def with_true_eyes(detector):
+        """DIAGNOSIS: a detector's faces with the eye centres replaced by the rendered eyeball centres."""
+        frame = iter(range(args.n))
+
+        def detect(img: np.ndarray) -> list[FaceLandmarks]:
+            i = next(frame)
+            eyes = {k: tuple(r.landmarks[k][i]) for k in ("right_eye", "left_eye")}
+            return [dataclasses.replace(f, points={**f.points, **eyes}) for f in detector(img)[:1]]
+
+        return detect
+
+    dlib_default = DlibDetector()
     detectors = {
         "landmarks (stand-in)": stand_in(("right_eye", "left_eye", "nose", "mouth")),
+        "dlib": dlib_default,
+        "dlib, true eye centres": with_true_eyes(dlib_default),
+        "dlib, no upsampling": DlibDetector(upsample=0),
+        "dlib, no roll search": DlibDetector(rolls_deg=()),
+        **({"dlib cnn, no upsampling": DlibDetector("cnn", upsample=0)} if args.cnn else {}),
         "haar": HaarDetector(),
     }
     for name, detector in detectors.items():
         t = time.time()
         out = list(RawGazePredictor(model, norm, detector, face_model, intrinsics=r.camera_matrix).predict(frames))
         seconds = time.time() - t
-        found = [i for i, o in enumerate(out) if o.face is not None]
-        errors = per_sample_errors(np.stack([out[i].gaze for i in found]), r.gaze[found]) if found else np.zeros(0)
+        # the largest face of each image (the renders hold one face; a false face, if larger, counts against)
+        faces = {i: o.faces[0] for i, o in enumerate(out) if o.faces}
+        found = sorted(faces)
+        errors = per_sample_errors(np.stack([faces[i].gaze for i in found]), r.gaze[found]) if found else np.zeros(0)
         methods: dict[str, int] = {}
         for i in found:
-            methods[out[i].face.landmarks.method] = methods.get(out[i].face.landmarks.method, 0) + 1
+            methods[faces[i].face.landmarks.method] = methods.get(faces[i].face.landmarks.method, 0) + 1
+        landmark_px = {
+            truth: [float(np.linalg.norm(np.subtract(faces[i].face.landmarks.points[point], r.landmarks[truth][i]))) for i in found]
+            for point, truth in (("right_eye", "right_eye"), ("left_eye", "left_eye"), ("nose_base", "nose"), ("mouth", "mouth"))
+            if found and all(point in faces[i].face.landmarks.points for i in found)
+        }
         results[name] = {
             "found": len(found),
             "methods": methods,
             "error_deg": errors.tolist(),
-            "rotation_error_deg": [rotation_deg(out[i].face.rotation, r.rotation[i]) for i in found],
-            "face_centre_error_mm": [float(np.linalg.norm(out[i].face.face_centre - r.face_centre[i])) for i in found],
+            "rotation_error_deg": [rotation_deg(faces[i].face.rotation, r.rotation[i]) for i in found],
+            "head_pose_error_deg": [rotation_deg(faces[i].face.head.rotation, r.head_rotation[i]) for i in found],
+            "face_centre_error_mm": [float(np.linalg.norm(faces[i].face.face_centre - r.face_centre[i])) for i in found],
+            "landmark_error_px": landmark_px,
             "seconds_per_frame": seconds / args.n,
         }
         if name == "haar":
-            eyes = [i for i in found if out[i].face.landmarks.method == "haar-eyes"]
+            eyes = [i for i in found if faces[i].face.landmarks.method == "haar-eyes"]
             results["haar (eyes found)"] = {"found": len(eyes), "error_deg": per_sample_errors(
-                np.stack([out[i].gaze for i in eyes]), r.gaze[eyes]).tolist() if eyes else []}
+                np.stack([faces[i].gaze for i in eyes]), r.gaze[eyes]).tolist() if eyes else []}
 
     # the true pose: the normalization alone, with the true face centre and rotation
     crops = {"face": [], "leye": [], "reye": []}
@@ -122,6 +160,12 @@ def main() -> None:
             "median_error_deg": float(np.median(v["error_deg"])) if v["error_deg"] else None,
             **({"median_rotation_error_deg": float(np.median(v["rotation_error_deg"]))} if v.get("rotation_error_deg") else {}),
             **({"median_face_centre_error_mm": float(np.median(v["face_centre_error_mm"]))} if v.get("face_centre_error_mm") else {}),
+            **({"median_head_pose_error_deg": float(np.median(v["head_pose_error_deg"]))} if v.get("head_pose_error_deg") else {}),
+            **({"median_eye_error_px": float(np.median(v["landmark_error_px"]["right_eye"] + v["landmark_error_px"]["left_eye"]))}
+               if v.get("landmark_error_px") else {}),
+            **({f"median_{p}_error_px": float(np.median(e)) for p, e in v["landmark_error_px"].items() if p in ("nose", "mouth")}
+               if v.get("landmark_error_px") else {}),
+            **({"seconds_per_frame": v["seconds_per_frame"]} if "seconds_per_frame" in v else {}),
             **({"methods": v["methods"]} if "methods" in v else {}),
         }
         for name, v in results.items()
@@ -138,13 +182,13 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
-    order = ["ideal", "true pose", "landmarks (stand-in)", "haar (eyes found)", "haar"]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    order = ["ideal", "true pose", "landmarks (stand-in)", *(k for k in detectors if k.startswith("dlib")), "haar (eyes found)", "haar"]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
     means = [summary[k]["mean_error_deg"] or 0.0 for k in order]
     ax.bar(range(len(order)), means, color="tab:blue")
     ax.axhline(float(mean_predictor.mean()), color="tab:red", ls="--", lw=1, label="mean predictor")
     ax.set_xticks(range(len(order)))
-    ax.set_xticklabels([f"{k}\n{summary[k]['found']}" for k in order], fontsize=8)
+    ax.set_xticklabels([f"{k.replace(', ', chr(10))}\n{summary[k]['found']}" for k in order], fontsize=7)
     ax.set_ylabel("camera-frame gaze error (deg)")
     ax.set_title(f"predict-raw on {args.n} rendered faces, {cfg.model.name}", fontsize=9)
     ax.legend(fontsize=8)

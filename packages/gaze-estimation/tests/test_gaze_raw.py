@@ -23,6 +23,7 @@ from gaze_estimation.landmarks import (
     MEDIAPIPE_POINTS,
     FaceLandmarks,
     HaarDetector,
+    LandmarkConfig,
     MediaPipeLandmarker,
     build_detector,
     head_pose_from_eyes,
@@ -63,14 +64,17 @@ def rotation_deg(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def oracle(render, i: int, names=("right_eye", "left_eye", "nose", "mouth")) -> FaceLandmarks:
-    """STAND-IN for a landmark model: the renderer's true landmark positions (what MediaPipe approximates)."""
-    return FaceLandmarks((0.0, 0.0, 1.0, 1.0), {k: tuple(render.landmarks[k][i]) for k in names}, "stand-in")
+    """STAND-IN for a landmark model: the renderer's true landmark positions (what MediaPipe approximates).
+
+    The renderer's ``nose`` is the base of its nose, ``nose_base`` in the ``synthetic`` face model."""
+    points = {("nose_base" if k == "nose" else k): tuple(render.landmarks[k][i]) for k in names}
+    return FaceLandmarks((0.0, 0.0, 1.0, 1.0), points, "stand-in")
 
 
 def stand_in_detector(render):
     """STAND-IN landmark model over the frames of ``render`` in order: the true landmarks of frame 0, 1, ..."""
     frames = iter(range(len(render.images)))
-    return lambda img: oracle(render, next(frames))
+    return lambda img: [oracle(render, next(frames))]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +116,7 @@ def test_haar_on_rendered_faces_recovers_the_normalizing_rotation(renders):
     r = renders
     detector = HaarDetector()
     found = [(i, detector(r.images[i])) for i in range(len(r.images))]
-    faces = [(i, f) for i, f in found if f is not None]
+    faces = [(i, f[0]) for i, f in found if f]
     assert len(faces) >= 0.4 * len(found)  # measured: 58% of rendered faces (README)
     with_eyes = [(i, f) for i, f in faces if f.method == "haar-eyes"]
     assert with_eyes
@@ -165,31 +169,35 @@ def test_mediapipe_path_with_a_stand_in_landmarker(tmp_path):
     k = np.array([[600.0, 0, 319.5], [0, 600.0, 239.5], [0, 0, 1]])
     rot = __import__("cv2").Rodrigues(np.array([0.1, 0.3, -0.05]))[0]
     t = np.array([-30.0, 10.0, 600.0])
-    model = {n: np.asarray(p) for n, p in GENERIC_FACE_MODEL.items()}
-    pixels = {n: (k @ (rot @ p + t))[:2] / (k @ (rot @ p + t))[2] for n, p in model.items()}
-    mesh = np.random.default_rng(0).uniform(0.3, 0.6, (478, 3))
-    for name, index in MEDIAPIPE_POINTS.items():
-        mesh[index, :2] = (pixels[name] + 0.5) / [width, height]  # MediaPipe: fractions of the image, 0 at its edge
-    landmarker = MediaPipeLandmarker(lambda rgb: [mesh])
-    face = landmarker(np.zeros((height, width, 3), np.uint8))
-    assert face is not None and face.method == "mediapipe"
-    for name in MEDIAPIPE_POINTS:
-        np.testing.assert_allclose(face.points[name], pixels[name], atol=1e-6)
-    np.testing.assert_allclose(face.points["left_eye"], (pixels["left_eye_inner"] + pixels["left_eye_outer"]) / 2, atol=1e-6)
-    n = normalize_face(np.zeros((height, width, 3), np.uint8), k, face, load_face_model("generic"), NORM)
-    assert n.head.method == "pnp" and rotation_deg(n.head.rotation, rot) < 1.0
-    assert MediaPipeLandmarker(lambda rgb: [])(np.zeros((4, 4, 3), np.uint8)) is None
+    for model_name in ("canonical", "generic"):  # each model's own points projected; the other indices random
+        model = load_face_model(model_name)
+        pixels = {n: (k @ (rot @ p + t))[:2] / (k @ (rot @ p + t))[2] for n, p in model.items()}
+        mesh = np.random.default_rng(0).uniform(0.3, 0.6, (478, 3))
+        for name, index in MEDIAPIPE_POINTS.items():
+            if name in pixels:
+                mesh[index, :2] = (pixels[name] + 0.5) / [width, height]  # MediaPipe: fractions of the image, 0 at its edge
+        faces = MediaPipeLandmarker(lambda rgb, m=mesh: [m])(np.zeros((height, width, 3), np.uint8))
+        assert len(faces) == 1 and faces[0].method == "mediapipe"
+        face = faces[0]
+        for name in MEDIAPIPE_POINTS:
+            if name in pixels:
+                np.testing.assert_allclose(face.points[name], pixels[name], atol=1e-6)
+        np.testing.assert_allclose(face.points["left_eye"], (pixels["left_eye_inner"] + pixels["left_eye_outer"]) / 2, atol=1e-6)
+        # the random points are ones this model does not name: PnP on its own points is exact
+        n = normalize_face(np.zeros((height, width, 3), np.uint8), k, face, model, NORM)
+        assert n.head.method == "pnp" and rotation_deg(n.head.rotation, rot) < 1.0
+    assert MediaPipeLandmarker(lambda rgb: [])(np.zeros((4, 4, 3), np.uint8)) == []
     # the real one: a clear error without the package or the .task file
     with pytest.raises(ConfigError, match="model_path"):
-        build_detector("mediapipe", model_path=None, min_face_px=48)
+        build_detector(LandmarkConfig(detector="mediapipe"))
     with pytest.raises(ConfigError, match="does not exist"):
-        build_detector("mediapipe", model_path=tmp_path / "face_landmarker.task", min_face_px=48)
+        build_detector(LandmarkConfig(detector="mediapipe", model_path=tmp_path / "face_landmarker.task"))
     (tmp_path / "face_landmarker.task").write_bytes(b"not a model")
     try:
         import mediapipe  # noqa: F401
     except ImportError:
         with pytest.raises(ConfigError, match="pip install mediapipe"):
-            build_detector("mediapipe", model_path=tmp_path / "face_landmarker.task", min_face_px=48)
+            build_detector(LandmarkConfig(detector="mediapipe", model_path=tmp_path / "face_landmarker.task"))
 
 
 def test_face_model_files_are_checked(tmp_path):
@@ -202,7 +210,7 @@ def test_face_model_files_are_checked(tmp_path):
     (tmp_path / "noeye.json").write_text(json.dumps({"right_eye": [-31, 0, 0]}))
     with pytest.raises(ConfigError, match="missing point.*left_eye"):
         load_face_model(tmp_path / "noeye.json")
-    with pytest.raises(ConfigError, match="neither generic nor synthetic"):
+    with pytest.raises(ConfigError, match="neither canonical, generic, synthetic"):
         load_face_model("average")
 
 
@@ -254,11 +262,11 @@ def test_a_model_trained_on_normalized_crops_predicts_the_camera_gaze_of_raw_ren
 
     frames = [Frame(f"render{i}", i, None, r.images[i]) for i in range(n)]
     # the person's own face model (a user would give it as a JSON file), with the stand-in landmark model
-    own = {k: np.asarray(v) for k, v in synthetic_face_model(float(person["eye_sep"])).items()}
+    own = {("nose_base" if k == "nose" else k): np.asarray(v) for k, v in synthetic_face_model(float(person["eye_sep"])).items()}
     stand_in = RawGazePredictor(model, NORM, stand_in_detector(r), own, intrinsics=r.camera_matrix)
     results = list(stand_in.predict(frames, batch_size=8))
-    g_norm = np.stack([x.gaze_normalized for x in results])
-    g_cam = np.stack([x.gaze for x in results])
+    g_norm = np.stack([x.faces[0].gaze_normalized for x in results])
+    g_cam = np.stack([x.faces[0].gaze for x in results])
     # the pipeline's crops make the model say what it says on ideal crops ...
     # (measured: 1.5 degrees apart; 3.0 degrees ideal-crop error, 2.7 in the camera, 12.9 for the mean predictor)
     assert per_sample_errors(g_norm, g_ideal).mean() < 2.0
@@ -269,7 +277,7 @@ def test_a_model_trained_on_normalized_crops_predicts_the_camera_gaze_of_raw_ren
     assert per_sample_errors(g_norm, r.gaze).mean() > cam_err.mean() + 2.0
 
     haar = RawGazePredictor(model, NORM, HaarDetector(), own, intrinsics=r.camera_matrix)
-    found = [(i, x) for i, x in enumerate(haar.predict(frames, batch_size=8)) if x.face is not None]
+    found = [(i, x.faces[0]) for i, x in enumerate(haar.predict(frames, batch_size=8)) if x.faces]
     assert len(found) >= 0.4 * n
     haar_err = per_sample_errors(np.stack([x.gaze for _, x in found]), r.gaze[[i for i, _ in found]])
     # Haar's eye boxes misplace the eye crops by ~2.6 px (README): worse than landmarks, better than a guess

@@ -1,8 +1,13 @@
 """Faces and landmarks in camera images, and the head pose that data normalization needs.
 
-Two detectors, chosen in the ``predict-raw`` config (``landmarks.detector``):
+Three detectors, chosen in the ``predict-raw`` config (``landmarks.detector``); each returns every face
+it finds, largest first:
 
-* ``haar`` (default, offline out of the box): OpenCV's Haar cascades that ship with
+* ``dlib`` (the default when the ``[landmarks]`` extra is installed; ``face_detection``): dlib's HOG or CNN
+  face detector and its 68-point landmark model, as in ETH-XGaze's demo. Its eye corners, eye centres,
+  nose points (and mouth corners, for a face model that has them) give the full head pose by
+  ``cv2.solvePnP`` against the face model.
+* ``haar`` (offline with OpenCV alone; the default without dlib): OpenCV's Haar cascades that ship with
   ``opencv-python-headless`` below 5.0 (``cv2.data.haarcascades``): the frontal-face cascade ``alt2``, then
   the eye cascade in the upper part of the face. It gives the two eye centres (or, when the eye cascade
   finds no pair, eye positions at fixed proportions of the face box: method ``haar-box``). From two eyes
@@ -13,25 +18,35 @@ Two detectors, chosen in the ``predict-raw`` config (``landmarks.detector``):
   and mouth corners, and the full head pose comes from ``cv2.solvePnP`` against the face model.
 
 Face models hold named 3D points in millimetres in the frame of data normalization's face models:
-origin midway between the eye centres, x towards the subject's left, y down, z into the head.
-``generic`` is an average adult face (eye corners and mouth corners as in the 6-point model of Zhang et
-al.'s normalization code, eye centres midway between the corners, the nose tip from average
-anthropometry); ``synthetic`` is the head of ``make-synthetic``; a JSON file ``{"name": [x, y, z], ...}``
-gives any other.
+origin midway between the eye centres, x towards the subject's left, y down, z into the head. PnP uses
+every point that both the face model and the detector name.
+
+* ``canonical`` (the default): the eye corners, nose tip, nose wings and base of the nose of MediaPipe's
+  canonical face model (Apache-2.0; ``face_model_canonical.json`` states the source and conversion), with
+  the eye centres midway between the corners. These points are rigid: the mouth, whose corners move with
+  expression, is left out (as ETH-XGaze's demo leaves it out, using the eye corners and nose wings). On a
+  smiling face the mouth corners pull the pose by tens of degrees in pitch.
+* ``generic``: the 6-point model of Zhang et al.'s normalization code (eye corners and mouth corners), the
+  eye centres midway between the corners, and a nose tip from average anthropometry.
+* ``synthetic``: the head of ``make-synthetic``: the eye centres, the mouth's centre and ``nose_base``,
+  the renderer's ``nose`` landmark (it draws the nose as a dark base below a lit bridge, with no tip:
+  dlib's point 33, not its nose tip 30, lands there).
+* a JSON file ``{"name": [x, y, z], ...}`` (or ``{"points": {...}}`` with other keys beside it) gives any other.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 
 from perception_shared.errors import ConfigError
+from perception_shared.logging import get_logger
 
 from .synthetic import SYNTHETIC_FACE_MODEL
 
@@ -48,7 +63,12 @@ GENERIC_FACE_MODEL: dict[str, tuple[float, float, float]] = {
     "mouth_right": (-26.3, 68.6, 0.0),
     "mouth_left": (26.3, 68.6, 0.0),
 }
-FACE_MODELS = {"generic": GENERIC_FACE_MODEL, "synthetic": SYNTHETIC_FACE_MODEL}
+CANONICAL_FACE_MODEL_FILE = Path(__file__).with_name("face_model_canonical.json")
+FACE_MODELS = {
+    "canonical": CANONICAL_FACE_MODEL_FILE,
+    "generic": GENERIC_FACE_MODEL,
+    "synthetic": {("nose_base" if k == "nose" else k): v for k, v in SYNTHETIC_FACE_MODEL.items()},
+}
 
 # MediaPipe face-mesh indices of the points used here (the subject's right eye is on the image's left).
 MEDIAPIPE_POINTS: dict[str, int] = {
@@ -57,6 +77,9 @@ MEDIAPIPE_POINTS: dict[str, int] = {
     "left_eye_inner": 362,
     "left_eye_outer": 263,
     "nose": 1,
+    "nose_right": 98,
+    "nose_left": 327,
+    "nose_base": 2,
     "mouth_right": 61,
     "mouth_left": 291,
 }
@@ -64,39 +87,95 @@ MEDIAPIPE_POINTS: dict[str, int] = {
 # eye cascade does not find: an average over frontal faces, not a measurement of this face.
 HAAR_BOX_EYES = {"right_eye": (0.30, 0.38), "left_eye": (0.70, 0.38)}
 
+_log = get_logger("gaze_estimation.landmarks")
+
+
+@dataclass
+class LandmarkConfig:
+    """Face and landmark detection (``landmarks.*`` of the ``predict-raw`` config)."""
+
+    # dlib, haar or mediapipe; null: dlib when the [landmarks] extra is installed, else haar (with a warning)
+    detector: Literal["dlib", "haar", "mediapipe"] | None = None
+    # dlib: a shape predictor .dat (default: face-recognition-models' 68-point model); mediapipe: the .task file
+    model_path: Path | None = None
+    face_model: str = "canonical"  # canonical, generic, synthetic, or a JSON file of named 3D points (mm)
+    max_faces: int = 10  # faces reported per frame, largest first
+    face_detector: Literal["hog", "cnn"] = "hog"  # dlib's face detector: HOG + linear SVM, or the CNN (MMOD)
+    upsample: int = 1  # dlib: image doublings before detection (faces from 80 / 2**upsample px)
+    dlib_threshold: float = 0.0  # dlib HOG: added to the decision threshold (< 0 finds more faces, and more false ones)
+    dlib_rolls_deg: list[float] = field(default_factory=lambda: [15.0, -15.0])  # head tilts also searched (dlib)
+    min_face_px: int = 48  # smallest face the Haar cascade looks for
+    haar_rolls_deg: list[float] = field(default_factory=lambda: [20.0, -20.0])  # head tilts also searched (Haar)
+    # Videos only: smooth each face's landmarks over consecutive frames (exponential, weight smooth_alpha on
+    # the new frame). Off by default, so that a frame gives the same numbers in a video as in an image.
+    smooth: bool = False
+    smooth_alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.max_faces < 1:
+            raise ValueError(f"landmarks.max_faces must be at least 1, got {self.max_faces}")
+        if self.upsample < 0:
+            raise ValueError(f"landmarks.upsample must be 0 or more, got {self.upsample}")
+        if not 0 < self.smooth_alpha <= 1:
+            raise ValueError(f"landmarks.smooth_alpha must be in (0, 1], got {self.smooth_alpha}")
+
 
 @dataclass(frozen=True)
 class FaceLandmarks:
     """One face in an image: its box ``(x, y, w, h)`` and named points, in pixels (OpenCV pixel centres).
 
     ``points`` always holds ``right_eye`` and ``left_eye`` (the subject's; the right eye is on the
-    image's left); ``method`` says how they were found (``haar-eyes``, ``haar-box``, ``mediapipe``, or
-    the name of another detector).
+    image's left); ``method`` says how they were found (``dlib-hog``, ``dlib-cnn``, ``haar-eyes``,
+    ``haar-box``, ``mediapipe``, or the name of another detector); ``score`` is the face detector's
+    confidence where it gives one (dlib HOG: the SVM margin, > 0 detected; dlib CNN: its confidence).
     """
 
     box: tuple[float, float, float, float]
     points: dict[str, tuple[float, float]]
     method: str
+    score: float | None = None
 
 
-Detector = Callable[[np.ndarray], "FaceLandmarks | None"]
+# An RGB image -> every face found in it, largest first.
+Detector = Callable[[np.ndarray], "list[FaceLandmarks]"]
+
+
+def by_size(faces: Sequence[FaceLandmarks]) -> list[FaceLandmarks]:
+    """Faces largest (box area) first."""
+    return sorted(faces, key=lambda f: -f.box[2] * f.box[3])
+
+
+def turned_back(face: FaceLandmarks, back: np.ndarray) -> FaceLandmarks:
+    """A face found in a turned image, in the image's own pixels: ``back`` is the 2 x 3 affine map back.
+
+    The points are mapped; the box becomes the upright box around the mapped corners of the found one.
+    """
+    x, y, w, h = face.box
+    corners = np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h]]) @ back[:, :2].T + back[:, 2]
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    points = {n: tuple(float(v) for v in np.asarray(p) @ back[:, :2].T + back[:, 2]) for n, p in face.points.items()}
+    box = (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
+    return FaceLandmarks(box, points, face.method, face.score)  # type: ignore[arg-type]
 
 
 def load_face_model(spec: str | Path) -> dict[str, np.ndarray]:
-    """A face model by name (``generic``, ``synthetic``) or from a JSON file; needs both eye centres."""
+    """A face model by name (``canonical``, ``generic``, ``synthetic``) or from a JSON file; needs both eye centres."""
     name = str(spec)
-    if name in FACE_MODELS:
-        raw: dict = FACE_MODELS[name]
+    known = FACE_MODELS.get(name)
+    if isinstance(known, dict):
+        raw: Any = known
         where = f"face model {name!r}"
     else:
-        path = Path(name)
+        path = known or Path(name)
         if not path.is_file():
-            raise ConfigError(f"landmarks.face_model: {name!r} is neither {' nor '.join(FACE_MODELS)} nor an existing JSON file")
+            raise ConfigError(f"landmarks.face_model: {name!r} is neither {', '.join(FACE_MODELS)} nor an existing JSON file")
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"face model {path}: cannot read JSON ({e})") from None
         where = f"face model {path}"
+    if isinstance(raw, dict) and isinstance(raw.get("points"), dict):
+        raw = raw["points"]
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected an object of named [x, y, z] points in mm")
     model = {}
@@ -114,15 +193,15 @@ def load_face_model(spec: str | Path) -> dict[str, np.ndarray]:
 
 
 class HaarDetector:
-    """Largest frontal face (Haar cascade ``alt2``) and its two eyes (Haar eye cascade).
+    """Frontal faces (Haar cascade ``alt2``, largest first) and their two eyes (Haar eye cascade).
 
     The cascades are trained on upright faces: when the upright image gives no face with two eyes, the
     image is also searched rotated by each angle of ``rolls_deg`` (a tilted head), and the points are
     rotated back. A face whose eyes are not found gets eye positions at fixed proportions of its box
-    (method ``haar-box``).
+    (method ``haar-box``). The cascades give no score.
     """
 
-    def __init__(self, min_face_px: int = 48, rolls_deg: Sequence[float] = (20.0, -20.0)) -> None:
+    def __init__(self, min_face_px: int = 48, rolls_deg: Sequence[float] = (20.0, -20.0), max_faces: int = 10) -> None:
         root = Path(cv2.data.haarcascades)
         self.face = cv2.CascadeClassifier(str(root / "haarcascade_frontalface_alt2.xml"))
         self.eye = cv2.CascadeClassifier(str(root / "haarcascade_eye.xml"))
@@ -133,36 +212,34 @@ class HaarDetector:
             )
         self.min_face_px = min_face_px
         self.rolls_deg = tuple(rolls_deg)
+        self.max_faces = max_faces
 
-    def __call__(self, rgb: np.ndarray) -> FaceLandmarks | None:
+    def __call__(self, rgb: np.ndarray) -> list[FaceLandmarks]:
         gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-        first = None
+        first: list[FaceLandmarks] = []
         for angle in (0.0, *self.rolls_deg):
             found = self._upright(gray, angle)
-            if found is not None and found.method == "haar-eyes":
+            if found and found[0].method == "haar-eyes":
                 return found
             first = first or found
         return first
 
-    def _upright(self, gray: np.ndarray, angle: float) -> FaceLandmarks | None:
-        """Detect in ``gray`` turned by ``angle`` degrees (counter-clockwise) about its centre; image coordinates."""
+    def _upright(self, gray: np.ndarray, angle: float) -> list[FaceLandmarks]:
+        """Faces in ``gray`` turned by ``angle`` degrees (counter-clockwise) about its centre; image coordinates."""
         h_img, w_img = gray.shape
         turn = cv2.getRotationMatrix2D(((w_img - 1) / 2, (h_img - 1) / 2), angle, 1.0)
         view = gray if angle == 0 else cv2.warpAffine(gray, turn, (w_img, h_img), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        faces = self.face.detectMultiScale(view, scaleFactor=1.05, minNeighbors=3, minSize=(self.min_face_px, self.min_face_px))
-        if len(faces) == 0:
-            return None
-        x, y, w, h = (float(v) for v in max(faces, key=lambda b: b[2] * b[3]))
-        eyes = self._eyes(view, x, y, w, h)
-        method = "haar-eyes" if eyes is not None else "haar-box"
-        points = eyes or {name: (x + fx * w, y + fy * h) for name, (fx, fy) in HAAR_BOX_EYES.items()}
-        if angle == 0:
-            return FaceLandmarks((x, y, w, h), points, method)
+        boxes = self.face.detectMultiScale(view, scaleFactor=1.05, minNeighbors=3, minSize=(self.min_face_px, self.min_face_px))
         back = cv2.invertAffineTransform(turn)
-        corners = np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h]]) @ back[:, :2].T + back[:, 2]
-        lo, hi = corners.min(axis=0), corners.max(axis=0)
-        moved = {n: tuple(np.asarray(p) @ back[:, :2].T + back[:, 2]) for n, p in points.items()}
-        return FaceLandmarks((float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])), moved, method)
+        faces = []
+        for box in sorted(boxes, key=lambda b: -b[2] * b[3])[: self.max_faces]:
+            x, y, w, h = (float(v) for v in box)
+            eyes = self._eyes(view, x, y, w, h)
+            method = "haar-eyes" if eyes is not None else "haar-box"
+            points = eyes or {name: (x + fx * w, y + fy * h) for name, (fx, fy) in HAAR_BOX_EYES.items()}
+            face = FaceLandmarks((x, y, w, h), points, method)
+            faces.append(face if angle == 0 else turned_back(face, back))
+        return faces
 
     def _eyes(self, gray: np.ndarray, x: float, y: float, w: float, h: float) -> dict[str, tuple[float, float]] | None:
         """The best eye in each half of the face box's eye band, or None."""
@@ -213,7 +290,7 @@ class MediaPipeLandmarker:
         self.detect_mesh = detect_mesh
 
     @classmethod
-    def from_task_file(cls, path: str | Path) -> MediaPipeLandmarker:
+    def from_task_file(cls, path: str | Path, max_faces: int = 10) -> MediaPipeLandmarker:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(
@@ -225,7 +302,7 @@ class MediaPipeLandmarker:
             from mediapipe.tasks.python import BaseOptions, vision
         except ImportError:
             raise ConfigError("landmarks.detector 'mediapipe' needs the mediapipe package: pip install mediapipe") from None
-        options = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(path)), num_faces=1)
+        options = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(path)), num_faces=max_faces)
         landmarker = vision.FaceLandmarker.create_from_options(options)
 
         def detect_mesh(rgb: np.ndarray) -> list[np.ndarray]:
@@ -234,25 +311,42 @@ class MediaPipeLandmarker:
 
         return cls(detect_mesh)
 
-    def __call__(self, rgb: np.ndarray) -> FaceLandmarks | None:
-        meshes = self.detect_mesh(rgb)
-        if not meshes:
-            return None
-        faces = [mesh_to_landmarks(m, rgb.shape[1], rgb.shape[0]) for m in meshes]
-        return max(faces, key=lambda f: f.box[2] * f.box[3])
+    def __call__(self, rgb: np.ndarray) -> list[FaceLandmarks]:
+        return by_size([mesh_to_landmarks(m, rgb.shape[1], rgb.shape[0]) for m in self.detect_mesh(rgb)])
 
 
-def build_detector(
-    detector: Literal["haar", "mediapipe"], *, model_path: Path | None, min_face_px: int = 48, haar_rolls_deg: Sequence[float] = (20.0, -20.0)
-) -> Detector:
-    """The detector a ``predict-raw`` config names."""
+def resolve_detector(detector: str | None) -> str:
+    """The detector to use: the configured one, or dlib when installed, else haar with a one-line warning."""
+    from .face_detection import dlib_available
+
+    if detector is not None:
+        return detector
+    if dlib_available():
+        return "dlib"
+    _log.warning(
+        'dlib is not installed: predict-raw falls back to the Haar cascades, which find about half of the faces and '
+        'misplace the eyes; for dlib\'s landmark model: pip install "packages/gaze-estimation[landmarks]"'
+    )
+    return "haar"
+
+
+def build_detector(cfg: LandmarkConfig) -> Detector:
+    """The detector a ``predict-raw`` config names (``resolve_detector`` picks one when it names none)."""
+    detector = resolve_detector(cfg.detector)
+    if detector == "dlib":
+        from .face_detection import DlibDetector
+
+        return DlibDetector(
+            cfg.face_detector, upsample=cfg.upsample, threshold=cfg.dlib_threshold, rolls_deg=cfg.dlib_rolls_deg,
+            predictor_path=cfg.model_path, max_faces=cfg.max_faces,
+        )
     if detector == "haar":
-        return HaarDetector(min_face_px, haar_rolls_deg)
+        return HaarDetector(cfg.min_face_px, cfg.haar_rolls_deg, cfg.max_faces)
     if detector == "mediapipe":
-        if model_path is None:
+        if cfg.model_path is None:
             raise ConfigError("landmarks.detector 'mediapipe' needs landmarks.model_path (the face_landmarker.task file)")
-        return MediaPipeLandmarker.from_task_file(model_path)
-    raise ConfigError(f"landmarks.detector: unknown detector {detector!r}; use haar or mediapipe")
+        return MediaPipeLandmarker.from_task_file(cfg.model_path, cfg.max_faces)
+    raise ConfigError(f"landmarks.detector: unknown detector {detector!r}; use dlib, haar or mediapipe")
 
 
 @dataclass(frozen=True)
@@ -266,6 +360,21 @@ class HeadPose:
     def point(self, model_point: Sequence[float]) -> np.ndarray:
         """A point of the face-model frame in camera coordinates (mm)."""
         return self.eye_midpoint + self.rotation @ np.asarray(model_point, dtype=np.float64)
+
+    def angles_deg(self) -> tuple[float, float, float]:
+        """Head pitch, yaw and roll in degrees, in the camera's axes; all 0 for a head facing the camera upright.
+
+        Pitch and yaw are those of the head's z axis in the gaze convention (``geometry``): yaw > 0 turns the
+        face towards the image's left, pitch > 0 turns it up. The rotation is ``R_y(yaw) R_x(-pitch)
+        R_z(roll)``: roll is the turn about the face's own forward axis, > 0 when the subject's left eye
+        (on the image's right) is lower, i.e. the face turned clockwise as the image is shown.
+        """
+        r = self.rotation
+        pitch = np.arcsin(np.clip(r[1, 2], -1.0, 1.0))
+        yaw = np.arctan2(r[0, 2], r[2, 2])
+        cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+        undo = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]]) @ np.array([[cy, 0, -sy], [0, 1, 0], [sy, 0, cy]]) @ r
+        return float(np.degrees(pitch)), float(np.degrees(yaw)), float(np.degrees(np.arctan2(undo[1, 0], undo[0, 0])))
 
 
 def _rays(camera_matrix: np.ndarray, pixels: np.ndarray) -> np.ndarray:

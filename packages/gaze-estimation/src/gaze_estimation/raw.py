@@ -9,17 +9,24 @@ run the model, and rotate its gaze back into the camera's coordinates (``R^T``).
 Inputs: image files, folders of images (sorted by name; videos in them are read too) and videos (read
 with PyAV; ``every`` keeps every N-th frame). Outputs in ``OUT``:
 
-* ``gaze.csv``, one row per frame: ``source,frame,time_s,face_found,landmarks,head_pose,box_x,box_y,
-  box_w,box_h,pitch,yaw,dir_x,dir_y,dir_z,origin_x,origin_y,origin_z,norm_pitch,norm_yaw,screen_x_mm,
-  screen_y_mm,screen_x_px,screen_y_px,on_screen``. ``pitch``/``yaw`` (radians) are the gaze in the
+* ``gaze.csv``, one row per face found (``face_index`` 0, 1, ... largest face first), or one row with
+  ``face_found`` 0 for a frame without a face: ``source,frame,time_s,face_index,face_found,landmarks,
+  head_pose,detector_score,box_x,box_y,box_w,box_h,reye_x,reye_y,leye_x,leye_y,head_pitch_deg,head_yaw_deg,
+  head_roll_deg,pitch,yaw,dir_x,dir_y,dir_z,origin_x,origin_y,origin_z,norm_pitch,norm_yaw,screen_x_mm,
+  screen_y_mm,screen_x_px,screen_y_px,on_screen``. ``reye_*``/``leye_*`` are the centres of the subject's
+  right and left eye in image pixels (the right eye is on the image's left); ``head_*_deg`` the head pose
+  (``HeadPose.angles_deg``: 0 facing the camera upright, pitch > 0 up, yaw > 0 towards the image's left,
+  roll > 0 clockwise in the image); ``detector_score`` the face detector's confidence where it has one
+  (dlib). ``pitch``/``yaw`` (radians) are the gaze in the
   camera's coordinates (OpenCV axes: x right, y down, z from the camera into the scene) in EVE's
   convention (``geometry``: ``(0, 0)`` looks into the camera, pitch > 0 up, yaw > 0 towards the image's
   left); ``dir_*`` is the unit gaze direction from the eye towards the target (``-pitchyaw_to_vector``);
   ``origin_*`` the face centre (mm) the ray starts from; ``norm_*`` the model's output in the virtual
   camera. Without a face the row has ``face_found`` 0 and empty fields; without a calibration the
-  screen fields are empty.
-* ``gaze_summary.json``: counts, the camera matrix used, the normalization, detector, face model,
-  checkpoint and its weights, and the conventions above.
+  screen fields are empty. A video frame that cannot be decoded, or is blank (one flat colour), is such
+  a row, and the video goes on.
+* ``gaze_summary.json``: counts, every frame without a face and why (``frames_without_face``), the camera
+  matrix used, the normalization, detector, face model, checkpoint and its weights, and the conventions.
 * with ``--annotate``: ``annotated/`` with each image as a PNG (and each video as an MP4) with the face
   box, the eye points and the gaze ray drawn (its projection into the image, ``arrow_mm`` long).
 """
@@ -29,10 +36,10 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import av
 import cv2
@@ -47,7 +54,16 @@ from perception_shared.logging import get_logger, progress
 
 from .data import EYE_SIZE, FACE_SIZE, to_float
 from .geometry import pitchyaw_to_vector
-from .landmarks import Detector, FaceLandmarks, HeadPose, build_detector, estimate_head_pose, load_face_model
+from .landmarks import (
+    Detector,
+    FaceLandmarks,
+    HeadPose,
+    LandmarkConfig,
+    build_detector,
+    estimate_head_pose,
+    load_face_model,
+    resolve_detector,
+)
 from .normalization import (
     NormalizationConfig,
     crop_warp,
@@ -59,32 +75,29 @@ from .normalization import (
 )
 from .predict import IMAGE_SUFFIXES
 from .screen import Calibration, gaze_to_screen, load_calibration, on_screen
+from .smoothing import LandmarkSmoother
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 CSV_COLUMNS = (
-    "source", "frame", "time_s", "face_found", "landmarks", "head_pose", "box_x", "box_y", "box_w", "box_h",
-    "pitch", "yaw", "dir_x", "dir_y", "dir_z", "origin_x", "origin_y", "origin_z", "norm_pitch", "norm_yaw",
+    "source", "frame", "time_s", "face_index", "face_found", "landmarks", "head_pose", "detector_score",
+    "box_x", "box_y", "box_w", "box_h", "reye_x", "reye_y", "leye_x", "leye_y", "head_pitch_deg", "head_yaw_deg",
+    "head_roll_deg", "pitch", "yaw", "dir_x", "dir_y", "dir_z", "origin_x", "origin_y", "origin_z", "norm_pitch", "norm_yaw",
     "screen_x_mm", "screen_y_mm", "screen_x_px", "screen_y_px", "on_screen",
 )  # fmt: skip
 CONVENTION = (
     "pitch/yaw in radians in the camera's coordinates (x right, y down, z from the camera into the scene), "
     "EVE's convention: pitchyaw_to_vector(p, y) = (cos p sin y, sin p, cos p cos y) points from the target to the "
     "eye; (0, 0) looks into the camera, pitch > 0 up, yaw > 0 towards the image's left. dir_* = -pitchyaw_to_vector "
-    "(eye -> target); origin_* = face centre in mm; screen_* from the screen's top-left corner, x right, y down."
+    "(eye -> target); origin_* = face centre in mm; screen_* from the screen's top-left corner, x right, y down. "
+    "reye/leye = the subject's right/left eye centre in image pixels (right eye on the image's left). head_*_deg: "
+    "R = R_y(yaw) R_x(-pitch) R_z(roll) of the head axes (x to the subject's left, y down, z into the head) in "
+    "camera axes; 0 facing the camera upright, pitch > 0 up, yaw > 0 towards the image's left, roll > 0 clockwise "
+    "in the image."
 )
+NO_FACE = "no face found"
+BLANK = "blank frame (one flat colour)"
 
 _log = get_logger("gaze_estimation.raw")
-
-
-@dataclass
-class LandmarkConfig:
-    """Face and landmark detection."""
-
-    detector: Literal["haar", "mediapipe"] = "haar"
-    model_path: Path | None = None  # MediaPipe Face Landmarker .task file (detector: mediapipe)
-    face_model: str = "generic"  # generic, synthetic, or a JSON file of named 3D points (mm)
-    min_face_px: int = 48  # smallest face the Haar cascade looks for
-    haar_rolls_deg: list[float] = field(default_factory=lambda: [20.0, -20.0])  # head tilts also searched (Haar)
 
 
 @dataclass
@@ -109,12 +122,18 @@ class RawConfig:
 
 @dataclass
 class Frame:
-    """One image: where it came from, its index in the source, its time in a video (s), RGB uint8 ``(H, W, 3)``."""
+    """One image: where it came from, its index in the source, its time in a video (s), RGB uint8 ``(H, W, 3)``.
+
+    ``image`` is None for a video frame that could not be decoded; ``problem`` then says why. ``video``:
+    the frame is one of a sequence (landmark smoothing applies to these only).
+    """
 
     source: str
     index: int
     time_s: float | None
-    image: np.ndarray
+    image: np.ndarray | None
+    problem: str | None = None
+    video: bool = False
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -133,19 +152,53 @@ def video_rate(path: Path) -> Fraction:
     return Fraction(rate) if rate else Fraction(25)
 
 
+def video_frames(path: Path, every: int = 1) -> Iterator[Frame]:
+    """Every ``every``-th frame of a video, decoded packet by packet with PyAV.
+
+    A packet that does not decode is a frame with ``image`` None and the reason in ``problem``, and the
+    video goes on (a damaged container that cannot be read further ends it the same way). A file that
+    does not open as a video is a DataError naming it.
+    """
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as e:
+        raise DataError(f"{path}: cannot open as a video ({e})") from None
+    if not container.streams.video:
+        container.close()
+        raise DataError(f"{path}: has no video stream")
+    stream = container.streams.video[0]
+    index = 0
+    with container:
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.FFmpegError as e:  # the demuxer failed: nothing more can be read
+                yield Frame(str(path), index, None, None, f"cannot read the rest of the video ({e})", video=True)
+                return
+            try:
+                decoded = packet.decode()
+            except av.FFmpegError as e:
+                if index % every == 0:
+                    time_s = None if packet.pts is None or packet.time_base is None else float(packet.pts * packet.time_base)
+                    yield Frame(str(path), index, time_s, None, f"cannot decode frame ({e})", video=True)
+                index += 1
+                continue
+            for frame in decoded:
+                if index % every == 0:
+                    yield Frame(str(path), index, None if frame.time is None else float(frame.time), frame.to_ndarray(format="rgb24"), video=True)
+                index += 1
+
+
 def iter_frames(files: Sequence[Path], every: int = 1) -> Iterator[Frame]:
-    """Frames of image and video files, in order; videos are decoded with PyAV, every ``every``-th frame."""
+    """Frames of image and video files, in order; videos (``video_frames``) every ``every``-th frame."""
     for path in files:
         if path.suffix.lower() in IMAGE_SUFFIXES:
             yield Frame(str(path), 0, None, read_image(path))
-            continue
-        try:
-            with av.open(str(path)) as container:
-                for i, frame in enumerate(container.decode(video=0)):
-                    if i % every == 0:
-                        yield Frame(str(path), i, None if frame.time is None else float(frame.time), frame.to_ndarray(format="rgb24"))
-        except (av.FFmpegError, IndexError) as e:
-            raise DataError(f"{path}: cannot decode as a video ({e})") from None
+        else:
+            yield from video_frames(path, every)
 
 
 @dataclass(frozen=True)
@@ -178,16 +231,31 @@ def normalize_face(
 
 
 @dataclass
-class FrameResult:
-    """What ``predict-raw`` found in one frame (``face`` is None when no face was found)."""
+class FaceResult:
+    """One face of a frame: its index (0 = largest), crops and geometry, and the model's gaze."""
 
-    frame: Frame
-    face: NormalizedFace | None = None
+    index: int
+    face: NormalizedFace
     gaze: np.ndarray | None = None  # (2,) camera pitch/yaw, radians
     gaze_normalized: np.ndarray | None = None  # (2,) the model's output
     screen_mm: np.ndarray | None = None  # (2,)
     screen_px: np.ndarray | None = None  # (2,)
     on_screen: bool | None = None
+
+
+@dataclass
+class FrameResult:
+    """What ``predict-raw`` found in one frame: its faces, largest first, or why there are none."""
+
+    frame: Frame
+    faces: list[FaceResult] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str | None:
+        """Why the frame has no face (None when it has one)."""
+        if self.faces:
+            return None
+        return self.frame.problem or NO_FACE
 
 
 def default_camera_matrix(width: int, height: int, focal_px: float | None = None) -> np.ndarray:
@@ -200,7 +268,8 @@ class RawGazePredictor:
     """Detector + normalization + model + de-normalization (+ screen) for camera frames.
 
     ``intrinsics``: a ``Calibration`` (camera matrix, distortion and screen), a ``(3, 3)`` camera
-    matrix, or None (``default_camera_matrix`` with ``focal_px`` per image size).
+    matrix, or None (``default_camera_matrix`` with ``focal_px`` per image size). ``smoother``: smooths the
+    landmarks over the frames of a video (None: every frame on its own, as an image would be).
     """
 
     def __init__(
@@ -213,6 +282,7 @@ class RawGazePredictor:
         device: torch.device | str = "cpu",
         intrinsics: Calibration | np.ndarray | None = None,
         focal_px: float | None = None,
+        smoother: LandmarkSmoother | None = None,
     ) -> None:
         self.model = model.eval()
         self.normalization = normalization
@@ -222,6 +292,7 @@ class RawGazePredictor:
         self.calibration = intrinsics if isinstance(intrinsics, Calibration) else None
         self._matrix = intrinsics.camera_matrix if isinstance(intrinsics, Calibration) else intrinsics
         self.focal_px = focal_px
+        self.smoother = smoother
 
     def camera_matrix(self, width: int, height: int) -> np.ndarray:
         if self._matrix is not None:
@@ -234,44 +305,50 @@ class RawGazePredictor:
         return cv2.undistort(image, self.calibration.camera_matrix, self.calibration.dist_coeffs)
 
     def _finish(self, pending: list[FrameResult]) -> None:
-        """Run the model on the pending faces and fill in their gaze (and screen points)."""
-        faces = [r.face for r in pending if r.face is not None]
+        """Run the model on the faces of the pending frames and fill in their gaze (and screen points)."""
+        faces = [f for r in pending for f in r.faces]
         if not faces:
             return
-        batch = {k: torch.from_numpy(np.stack([getattr(f, k) for f in faces])).permute(0, 3, 1, 2) for k in ("face", "leye", "reye")}
+        batch = {k: torch.from_numpy(np.stack([getattr(f.face, k) for f in faces])).permute(0, 3, 1, 2) for k in ("face", "leye", "reye")}
         with torch.no_grad():
             out = self.model(*(to_float(batch[k].to(self.device)) for k in ("face", "leye", "reye")))
         g_norm = out.float().cpu().double().numpy()
-        rot = np.stack([f.rotation for f in faces])
-        g_cam = denormalize_gaze(g_norm, rot)
-        origins = np.stack([f.face_centre for f in faces])
+        g_cam = denormalize_gaze(g_norm, np.stack([f.face.rotation for f in faces]))
         mm = px = None
         if self.calibration is not None:
-            mm, px = gaze_to_screen(origins, g_cam, self.calibration)
+            mm, px = gaze_to_screen(np.stack([f.face.face_centre for f in faces]), g_cam, self.calibration)
             inside = on_screen(px, self.calibration)
-        j = 0
-        for r in pending:
-            if r.face is None:
-                continue
-            r.gaze_normalized, r.gaze = g_norm[j], g_cam[j]
+        for j, f in enumerate(faces):
+            f.gaze_normalized, f.gaze = g_norm[j], g_cam[j]
             if mm is not None and px is not None:
-                r.screen_mm, r.screen_px = mm[j], px[j]
-                r.on_screen = bool(inside[j]) if self.calibration.screen_size_px is not None else None  # type: ignore[union-attr]
-            j += 1
+                f.screen_mm, f.screen_px = mm[j], px[j]
+                f.on_screen = bool(inside[j]) if self.calibration.screen_size_px is not None else None  # type: ignore[union-attr]
+
+    def detect(self, frame: Frame) -> list[FaceLandmarks]:
+        """The faces of one (undistorted) frame, largest first; smoothed over a video's frames when asked."""
+        faces = [] if frame.image is None or frame.problem is not None else self.detector(frame.image)
+        if self.smoother is None:
+            return faces
+        if not frame.video or not faces:  # images are never smoothed; a frame without faces ends the tracks
+            self.smoother.reset()
+            return faces
+        return self.smoother(frame.source, faces)
 
     def predict(self, frames: Iterable[Frame], batch_size: int = 32) -> Iterator[FrameResult]:
         """Results in the order of ``frames``; the model runs on batches of ``batch_size`` faces."""
         pending: list[FrameResult] = []
         n_faces = 0
         for frame in frames:
-            image = self._undistort(frame.image)
-            frame = Frame(frame.source, frame.index, frame.time_s, image)
-            found = self.detector(image)
+            if frame.image is not None:
+                image = self._undistort(frame.image)
+                blank = int(image.max()) - int(image.min()) <= 2
+                frame = replace(frame, image=image, problem=BLANK if blank and frame.problem is None else frame.problem)
             result = FrameResult(frame)
-            if found is not None:
-                k = self.camera_matrix(image.shape[1], image.shape[0])
-                result.face = normalize_face(image, k, found, self.face_model, self.normalization)
-                n_faces += 1
+            found = self.detect(frame)
+            if found and frame.image is not None:
+                k = self.camera_matrix(frame.image.shape[1], frame.image.shape[0])
+                result.faces = [FaceResult(i, normalize_face(frame.image, k, f, self.face_model, self.normalization)) for i, f in enumerate(found)]
+                n_faces += len(found)
             pending.append(result)
             if n_faces >= batch_size:
                 self._finish(pending)
@@ -285,39 +362,55 @@ def _fmt(v: float | None, digits: int = 6) -> str:
     return "" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
 
 
-def csv_row(r: FrameResult) -> list[str]:
-    """One ``gaze.csv`` row (columns ``CSV_COLUMNS``)."""
+def csv_rows(r: FrameResult) -> list[list[str]]:
+    """The ``gaze.csv`` rows (columns ``CSV_COLUMNS``) of one frame: one per face, or one without a face."""
     f = r.frame
-    row = [f.source, str(f.index), _fmt(f.time_s, 4)]
-    if r.face is None or r.gaze is None or r.gaze_normalized is None:
-        return row + ["0"] + [""] * (len(CSV_COLUMNS) - 4)
-    d = -pitchyaw_to_vector(torch.from_numpy(r.gaze)).numpy()
-    row += ["1", r.face.landmarks.method, r.face.head.method, *(_fmt(v, 1) for v in r.face.landmarks.box)]
-    row += [_fmt(v) for v in (*r.gaze, *d)] + [_fmt(v, 2) for v in r.face.face_centre] + [_fmt(v) for v in r.gaze_normalized]
-    if r.screen_mm is None or r.screen_px is None:
-        return row + [""] * 5
-    inside = "" if r.on_screen is None else str(int(r.on_screen))
-    return row + [_fmt(v, 2) for v in (*r.screen_mm, *r.screen_px)] + [inside]
+    start = [f.source, str(f.index), _fmt(f.time_s, 4)]
+    if not r.faces:
+        return [start + ["", "0"] + [""] * (len(CSV_COLUMNS) - 5)]
+    rows = []
+    for fr in r.faces:
+        n, marks = fr.face, fr.face.landmarks
+        row = start + [str(fr.index), "1", marks.method, n.head.method, "" if marks.score is None else f"{marks.score:.4f}"]
+        row += [_fmt(v, 1) for v in marks.box] + [_fmt(v, 2) for v in (*marks.points["right_eye"], *marks.points["left_eye"])]
+        row += [_fmt(v, 2) for v in n.head.angles_deg()]
+        if fr.gaze is None or fr.gaze_normalized is None:
+            rows.append(row + [""] * (len(CSV_COLUMNS) - len(row)))
+            continue
+        d = -pitchyaw_to_vector(torch.from_numpy(fr.gaze)).numpy()
+        row += [_fmt(v) for v in (*fr.gaze, *d)] + [_fmt(v, 2) for v in n.face_centre] + [_fmt(v) for v in fr.gaze_normalized]
+        if fr.screen_mm is None or fr.screen_px is None:
+            rows.append(row + [""] * 5)
+            continue
+        inside = "" if fr.on_screen is None else str(int(fr.on_screen))
+        rows.append(row + [_fmt(v, 2) for v in (*fr.screen_mm, *fr.screen_px)] + [inside])
+    return rows
 
 
-def draw_result(r: FrameResult, camera_matrix: np.ndarray, arrow_mm: float) -> np.ndarray:
-    """The frame with the face box, eye points and the gaze ray (``arrow_mm`` long, projected) drawn on it."""
-    img = np.ascontiguousarray(r.frame.image.copy())
-    if r.face is None or r.gaze is None:
-        cv2.putText(img, "no face", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 64, 64), 2, cv2.LINE_AA)
+def draw_result(r: FrameResult, camera_matrix: np.ndarray, arrow_mm: float, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """The frame with each face's box, eye points and gaze ray (``arrow_mm`` long, projected) drawn on it.
+
+    A frame that could not be decoded is drawn black, of ``shape`` (the video's previous frame's).
+    """
+    img = np.zeros(shape or (240, 320, 3), np.uint8) if r.frame.image is None else np.ascontiguousarray(r.frame.image.copy())
+    if not r.faces:
+        cv2.putText(img, r.reason or NO_FACE, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 64, 64), 2, cv2.LINE_AA)
         return img
-    x, y, w, h = (int(round(v)) for v in r.face.landmarks.box)
-    cv2.rectangle(img, (x, y), (x + w, y + h), (255, 255, 0), 1, cv2.LINE_AA)
-    for point in (r.face.landmarks.points["right_eye"], r.face.landmarks.points["left_eye"]):
-        cv2.circle(img, tuple(int(round(v)) for v in point), 3, (0, 255, 0), -1, cv2.LINE_AA)
-    d = -pitchyaw_to_vector(torch.from_numpy(r.gaze)).numpy()
-    ends = np.stack([r.face.face_centre, r.face.face_centre + arrow_mm * d])
-    if (ends[:, 2] > 1.0).all():
-        h2 = ends @ camera_matrix.T
-        a, b = (tuple(int(round(v)) for v in p[:2] / p[2]) for p in h2)
-        cv2.arrowedLine(img, a, b, (255, 0, 0), 2, cv2.LINE_AA, tipLength=0.15)
-    label = f"pitch {np.degrees(r.gaze[0]):+.1f} yaw {np.degrees(r.gaze[1]):+.1f} deg"
-    cv2.putText(img, label, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+    for fr in r.faces:
+        x, y, w, h = (int(round(v)) for v in fr.face.landmarks.box)
+        cv2.rectangle(img, (x, y), (x + w, y + h), (255, 255, 0), 1, cv2.LINE_AA)
+        for point in (fr.face.landmarks.points["right_eye"], fr.face.landmarks.points["left_eye"]):
+            cv2.circle(img, tuple(int(round(v)) for v in point), 3, (0, 255, 0), -1, cv2.LINE_AA)
+        if fr.gaze is None:
+            continue
+        d = -pitchyaw_to_vector(torch.from_numpy(fr.gaze)).numpy()
+        ends = np.stack([fr.face.face_centre, fr.face.face_centre + arrow_mm * d])
+        if (ends[:, 2] > 1.0).all():
+            h2 = ends @ camera_matrix.T
+            a, b = (tuple(int(round(v)) for v in p[:2] / p[2]) for p in h2)
+            cv2.arrowedLine(img, a, b, (255, 0, 0), 2, cv2.LINE_AA, tipLength=0.15)
+        label = f"{fr.index}: pitch {np.degrees(fr.gaze[0]):+.1f} yaw {np.degrees(fr.gaze[1]):+.1f} deg"
+        cv2.putText(img, label, (max(x, 0), max(y - 6, 14)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return img
 
 
@@ -365,9 +458,11 @@ def run_predict_raw(
     model, train_cfg, state = load_model(checkpoint, device)
     norm = cfg.normalization or train_cfg.normalization
     marks = cfg.landmarks
-    detector = build_detector(marks.detector, model_path=marks.model_path, min_face_px=marks.min_face_px, haar_rolls_deg=marks.haar_rolls_deg)
+    detector_name = resolve_detector(marks.detector)
+    detector = build_detector(replace(marks, detector=detector_name))
     predictor = RawGazePredictor(
-        model, norm, detector, load_face_model(cfg.landmarks.face_model), device=device, intrinsics=calib, focal_px=cfg.focal_px
+        model, norm, detector, load_face_model(marks.face_model), device=device, intrinsics=calib, focal_px=cfg.focal_px,
+        smoother=LandmarkSmoother(marks.smooth_alpha) if marks.smooth else None,
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -375,25 +470,34 @@ def run_predict_raw(
     if annotate:
         annotated.mkdir(exist_ok=True)
     t0 = time.time()
-    counts: dict[str, int] = {"frames": 0, "faces": 0}
+    counts: dict[str, int] = {"frames": 0, "frames_with_face": 0, "faces": 0}
     methods: dict[str, int] = {}
+    without: list[dict[str, Any]] = []
     writers: dict[str, _VideoWriter] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     matrices: dict[str, list[list[float]]] = {}
     with open(out / "gaze.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(CSV_COLUMNS)
         for r in progress(predictor.predict(iter_frames(files, cfg.every), batch_size), desc="predict-raw", unit="frame"):
-            w.writerow(csv_row(r))
+            w.writerows(csv_rows(r))
             counts["frames"] += 1
-            height, width = r.frame.image.shape[:2]
-            k = predictor.camera_matrix(width, height)
-            matrices.setdefault(f"{width}x{height}", k.round(4).tolist())
-            if r.face is not None:
-                counts["faces"] += 1
-                key = f"{r.face.landmarks.method}/{r.face.head.method}"
+            counts["faces"] += len(r.faces)
+            counts["frames_with_face"] += bool(r.faces)
+            if r.reason is not None:
+                without.append({"source": r.frame.source, "frame": r.frame.index, "reason": r.reason})
+            shape = r.frame.image.shape if r.frame.image is not None else shapes.get(r.frame.source)
+            if shape is None:
+                k = np.eye(3)
+            else:
+                shapes[r.frame.source] = shape
+                k = predictor.camera_matrix(shape[1], shape[0])
+                matrices.setdefault(f"{shape[1]}x{shape[0]}", k.round(4).tolist())
+            for fr in r.faces:
+                key = f"{fr.face.landmarks.method}/{fr.face.head.method}"
                 methods[key] = methods.get(key, 0) + 1
             if annotate:
-                img = draw_result(r, k, cfg.arrow_mm)
+                img = draw_result(r, k, cfg.arrow_mm, shape)
                 src = Path(r.frame.source)
                 if src.suffix.lower() in IMAGE_SUFFIXES:
                     Image.fromarray(img).save(annotated / f"{counts['frames']:05d}_{src.stem}.png")
@@ -403,10 +507,15 @@ def run_predict_raw(
                     writers[r.frame.source].write(img)
     for vw in writers.values():
         vw.close()
+    reasons: dict[str, int] = {}
+    for row in without:
+        reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1
     summary = {
         "frames": counts["frames"],
         "faces_found": counts["faces"],
-        "face_found_fraction": counts["faces"] / max(counts["frames"], 1),
+        "frames_with_face": counts["frames_with_face"],
+        "face_found_fraction": counts["frames_with_face"] / max(counts["frames"], 1),
+        "frames_without_face": {"count": len(without), "by_reason": reasons, "frames": without},
         "landmarks/head_pose": methods,
         "seconds": round(time.time() - t0, 2),
         "convention": CONVENTION,
@@ -415,7 +524,8 @@ def run_predict_raw(
         "calibration": None if calib is None else calib.source,
         "normalization": asdict(norm),
         "normalization_source": "config" if cfg.normalization is not None else "checkpoint",
-        "landmarks": {k: v if isinstance(v, (int, float, list)) or v is None else str(v) for k, v in asdict(cfg.landmarks).items()},
+        "detector": detector_name,
+        "landmarks": {k: v if isinstance(v, (int, float, list)) or v is None else str(v) for k, v in asdict(marks).items()},
         "checkpoint": str(checkpoint),
         "model": train_cfg.model.name,
         "weights": weights_summary(state),
@@ -423,5 +533,5 @@ def run_predict_raw(
         "outputs": {"csv": str(out / "gaze.csv"), "annotated": str(annotated) if annotate else None},
     }
     write_json(out / "gaze_summary.json", summary)
-    _log.info("predict-raw: %d frames, face found in %d; wrote %s", counts["frames"], counts["faces"], out / "gaze.csv")
+    _log.info("predict-raw: %d frames, a face in %d (%d faces); wrote %s", counts["frames"], counts["frames_with_face"], counts["faces"], out / "gaze.csv")
     return summary
