@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from PIL import Image
 
-from conftest import TINY
 from perception_shared.distributed import init_distributed
 from perception_shared.errors import CheckpointError
 from saliency_entropy.config import EntropyConfig, ModelConfig
@@ -22,6 +22,9 @@ from saliency_entropy.evaluate import evaluate_run
 from saliency_entropy.import_deepgaze import BACKBONE, LAYERS, convert_state_dict, import_deepgaze
 from saliency_entropy.predict import predict_images
 from saliency_entropy.registry import build_model
+from saliency_entropy.report import make_report
+
+from conftest import TINY, tiny_config, train_run
 
 H, W = 768, 1024
 FEATURE_SHAPES = [(1888, 12, 16), (128, 12, 16), (32, 12, 16)]  # DenseNet-201 denseblock4 at 384 x 512
@@ -60,19 +63,24 @@ def ln_conv_bias_softplus(x: torch.Tensor, sd: dict, prefix: str, i: int) -> tor
     return plain_softplus(x)
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(h, w) blurred with a Gaussian of ``sigma`` truncated at ceil(3 sigma), replicate padding."""
+def blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """(n, n): a 1-D Gaussian of ``sigma`` truncated at ceil(3 sigma), replicate padding (taps beyond an
+    edge land on the edge pixel)."""
     radius = math.ceil(3 * sigma)
-    taps = torch.tensor([math.exp(-0.5 * (d / sigma) ** 2) for d in range(-radius, radius + 1)], dtype=x.dtype)
-    taps = taps / taps.sum()
-    for axis in (0, 1):
-        n = x.shape[axis]
-        out = torch.zeros_like(x)
+    taps = np.array([math.exp(-0.5 * (d / sigma) ** 2) for d in range(-radius, radius + 1)])
+    taps /= taps.sum()
+    m = np.zeros((n, n))
+    for i in range(n):
         for k, d in enumerate(range(-radius, radius + 1)):
-            index = [min(max(i + d, 0), n - 1) for i in range(n)]
-            out += taps[k] * (x[index, :] if axis == 0 else x[:, index])
-        x = out
-    return x
+            m[i, min(max(i + d, 0), n - 1)] += taps[k]
+    return m
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(h, w) blurred along both axes."""
+    mh = torch.from_numpy(blur_matrix(x.shape[0], sigma))
+    mw = torch.from_numpy(blur_matrix(x.shape[1], sigma))
+    return mh @ x @ mw.T
 
 
 def reference_log_density(
@@ -87,11 +95,18 @@ def reference_log_density(
     sh, sw = math.floor(h / saliency_map_factor), math.floor(w / saliency_map_factor)
     cb = nearest(centerbias.double(), sh, sw, saliency_map_factor, saliency_map_factor)
     components = sorted({int(k.split(".")[1]) for k in sd if k.startswith("saliency_networks.")})
+    # the first LayerNorm's statistics do not depend on the component: normalize once, then each
+    # component's affine and convolution (conv(gamma * xn + beta) = (W gamma) xn + W beta)
+    ones, zeros = torch.ones(x.shape[1], dtype=torch.float64), torch.zeros(x.shape[1], dtype=torch.float64)
+    xn = plain_layer_norm(x, ones, zeros)
     per_component = []
     for k in components:
-        s = x
-        for i in range(3):
-            s = ln_conv_bias_softplus(s, sd, f"saliency_networks.{k}.", i)
+        first = f"saliency_networks.{k}."
+        weight = sd[first + "conv0.weight"][:, :, 0, 0]
+        s = torch.einsum("oc,bchw->bohw", weight * sd[first + "layernorm0.weight"][None, :], xn)
+        s = plain_softplus(s + (weight @ sd[first + "layernorm0.bias"] + sd[first + "bias0.bias"])[None, :, None, None])
+        for i in range(1, 3):
+            s = ln_conv_bias_softplus(s, sd, first, i)
         selection = f"fixation_selection_networks.{k}."
         mixed = conv1x1(
             plain_layer_norm(s, sd[selection + "layernorm0.layernorm_part0.weight"], sd[selection + "layernorm0.layernorm_part0.bias"]),
@@ -146,7 +161,9 @@ def deepgaze_head(components: int, scanpath: bool, channels: int = 2048, seed: i
         sd[f"{prefix}bias{i}.bias"] = rnd(c_out, scale=0.3)
 
     for k in range(components):
-        name = (lambda part: f"{part}.") if single else (lambda part: f"{part}s.{k}.")
+        def name(part: str, k: int = k) -> str:
+            return f"{part}." if single else f"{part}s.{k}."
+
         for i, (a, b) in enumerate([(channels, 8), (8, 16), (16, 1)]):
             stage(name("saliency_network"), i, a, b)
         if scanpath:
@@ -230,8 +247,8 @@ def test_head_equals_the_plain_reference_at_768x1024(densenet_state: dict, compo
 
 def test_full_pipeline_equals_the_reference_on_a_768x1024_image(densenet_state: dict) -> None:
     """Image in 0-255 -> nearest downsampling -> DenseNet-201 hooks -> head -> mixture, one forward each."""
-    head = deepgaze_head(10, True, seed=2)
-    model = published_model(10, True, with_backbone(head, densenet_state))
+    head = deepgaze_head(2, True, seed=2)  # the mixture of ten is checked on the head above
+    model = published_model(2, True, with_backbone(head, densenet_state))
     image = torch.rand(1, 3, H, W, generator=torch.Generator().manual_seed(3)) * 255
     cb, history = centerbias_and_history(1)
     with torch.no_grad():
@@ -249,8 +266,8 @@ def test_full_pipeline_equals_the_reference_on_a_768x1024_image(densenet_state: 
     assert (ours.double() - ref).abs().max() < 1e-4
 
 
-def test_import_writes_a_run_that_evaluate_and_predict_accept(
-    densenet_state: dict, synthetic_root: Path, tmp_path: Path
+def test_import_writes_a_run_that_evaluate_predict_report_and_train_accept(
+    densenet_state: dict, synthetic_root: Path, trained_runs: dict[str, Path], tmp_path: Path
 ) -> None:
     sd = with_backbone(deepgaze_head(2, True, seed=4), densenet_state)
     file = tmp_path / "deepgaze3.pth"
@@ -262,11 +279,21 @@ def test_import_writes_a_run_that_evaluate_and_predict_accept(
     result = evaluate_run(run, init_distributed("cpu"), datasets=["mit1003_val"])
     assert result["weights"]["sha256"] and result["weights"]["kind"] == "deepgaze_pytorch state dict"
     assert math.isfinite(result["datasets"]["mit1003_val"]["ig"])
-    image = next((synthetic_root / "MIT1003" / "ALLSTIMULI").glob("*.jpeg"))
+    # native scale at a size the saliency grid does not divide: DeepGaze's uneven nearest upsampling
+    report = make_report(trained_runs["baseline"], trained_runs["entropy_reg"], out_dir=tmp_path / "report", reference=run)
+    ref = report["reference"]
+    assert ref["bias_entropy_nats"] == result["bias_map"]["entropy_nats"]
+    assert ref["ig_bits"]["mit1003_val"] == result["datasets"]["mit1003_val"]["ig"]
+    h_reg = report["runs"][1]["bias_map"]["entropy_nats"]
+    assert ref["entropy_reg_vs_reference_pct"] == pytest.approx(100 * (h_reg - ref["bias_entropy_nats"]) / ref["bias_entropy_nats"])
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Reference model" in text and "one central fixation" in text and "in-sample" in text
+    image = tmp_path / "small.png"
+    Image.open(next((synthetic_root / "MIT1003" / "ALLSTIMULI").glob("*.jpeg"))).crop((0, 0, 101, 75)).save(image)
     template = np.zeros((64, 64))
     template[16:48, 16:48] = 3.0
     np.save(tmp_path / "cb.npy", template)
-    (tmp_path / "fix.csv").write_text(f"image,x,y\n{image.name},20,30\n{image.name},200.5,100\n")
+    (tmp_path / "fix.csv").write_text(f"image,x,y\n{image.name},20,30\n{image.name},80.5,60\n")
     common = dict(device="cpu", centerbias=tmp_path / "cb.npy", scale="native")
     with_history = predict_images(run, [image], tmp_path / "a", fixations=tmp_path / "fix.csv", **common)
     without = predict_images(run, [image], tmp_path / "b", **common)
@@ -275,6 +302,11 @@ def test_import_writes_a_run_that_evaluate_and_predict_accept(
     assert a.shape == b.shape == (with_history[0].height, with_history[0].width)
     assert abs(np.exp(a.astype(np.float64)).sum() - 1) < 1e-4
     assert np.abs(a - b).max() > 1e-3  # the history changes the prediction
+    trained = train_run(tiny_config(synthetic_root, "loop.epochs=1", "entropy.weight=0"), tmp_path / "tuned", init_from=run)
+    assert trained.epochs_completed == 1
+    state = torch.load(tmp_path / "tuned" / "final_model.pth", weights_only=True)
+    assert state["config"]["model"]["architecture"] == "deepgaze3" and state["config"]["model"]["components"] == 2
+    assert state["extra"]["weights"]["initialized_from"].endswith("final_model.pth")
 
 
 def test_wrong_or_missing_keys_are_one_named_error(densenet_state: dict) -> None:

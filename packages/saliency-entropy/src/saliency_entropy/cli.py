@@ -162,6 +162,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("runs", nargs="+", metavar="BASELINE_RUN ENTROPY_RUN", help="pairs: baseline run, entropy run, ...")
     p.add_argument("--out", help="output folder (default: ENTROPY_RUN/report)")
+    p.add_argument(
+        "--reference",
+        metavar="RUN",
+        help="an evaluated reference run (e.g. import-deepgaze's published DeepGaze III): its IG and bias-map entropy "
+        "beside the pairs, the runs' bias entropy read against it",
+    )
     add_config_args(p)
     add_allow_data_mismatch_arg(p)
 
@@ -269,6 +275,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
             config=args.config,
             overrides=args.overrides,
             allow_data_mismatch=args.allow_data_mismatch,
+            reference=args.reference,
         )
         out = Path(args.out) if args.out else Path(args.runs[1]) / "report"
         _print_verdict(report)
