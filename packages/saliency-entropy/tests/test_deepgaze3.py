@@ -17,8 +17,10 @@ from PIL import Image
 
 from perception_shared.distributed import init_distributed
 from perception_shared.errors import CheckpointError
+from perception_shared.export import export_model, verify_export
 from saliency_entropy.config import EntropyConfig, ModelConfig
 from saliency_entropy.evaluate import evaluate_run
+from saliency_entropy.export import ATOL, RTOL, ExportableSaliency
 from saliency_entropy.import_deepgaze import BACKBONE, LAYERS, convert_state_dict, import_deepgaze
 from saliency_entropy.predict import predict_images
 from saliency_entropy.registry import build_model
@@ -225,24 +227,26 @@ def centerbias_and_history(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("components,scanpath", [(1, False), (10, True)])
 def test_head_equals_the_plain_reference_at_768x1024(densenet_state: dict, components: int, scanpath: bool) -> None:
+    """On features of the real shapes; the scanpath mixture with two fixations and two missing ones (the
+    full pipeline below has four)."""
     head = deepgaze_head(components, scanpath)
     model = published_model(components, scanpath, with_backbone(head, densenet_state))
     g = torch.Generator().manual_seed(1)
-    features = [torch.randn(2, *shape, generator=g) * 2 + 0.5 for shape in FEATURE_SHAPES]
+    features = [torch.randn(1, *shape, generator=g) * 2 + 0.5 for shape in FEATURE_SHAPES]
     cb, history = centerbias_and_history(2)
+    cb, history = cb[1:], history[1:]
     with torch.no_grad():
         ours = model.log_density_from_features(features, (H, W), cb, history if scanpath else None)
     ref = reference_log_density(head, features, cb, history if scanpath else None)
-    assert ours.shape == (2, H, W)
+    assert ours.shape == (1, H, W)
     assert (ours.double() - ref).abs().max() < 1e-4
-    assert torch.allclose(ours.double().exp().sum(dim=(1, 2)), torch.ones(2, dtype=torch.float64), atol=1e-4)
+    assert abs(float(ours.double().exp().sum()) - 1) < 1e-4
     if scanpath:  # the history matters, and a missing fixation is not a fixation at (0, 0)
         other = history.clone()
-        other[1, 2] = 0.0
+        other[0, 2] = 0.0
         with torch.no_grad():
             moved = model.log_density_from_features(features, (H, W), cb, other)
-        assert (moved[1] - ours[1]).abs().max() > 1e-3
-        assert (moved[0] - ours[0]).abs().max() == 0
+        assert (moved - ours).abs().max() > 1e-3
 
 
 def test_full_pipeline_equals_the_reference_on_a_768x1024_image(densenet_state: dict) -> None:
@@ -309,11 +313,39 @@ def test_import_writes_a_run_that_evaluate_predict_report_and_train_accept(
     assert state["extra"]["weights"]["initialized_from"].endswith("final_model.pth")
 
 
-def test_wrong_or_missing_keys_are_one_named_error(densenet_state: dict) -> None:
-    sd = with_backbone(deepgaze_head(1, False, single=True), densenet_state)
-    published_model(1, False, sd)  # the single-model (spatial first stage) key names load
+def test_wrong_or_missing_keys_are_one_named_error() -> None:
+    cfg = ModelConfig(architecture="deepgaze3", backbone="timm:resnet18", layers=["layer1", "layer2"], pretrained=False)
+    model = build_model(cfg, EntropyConfig(n_samples=2), pretrained=False)
+    backbone = {k[len("backbone.net.") :]: v for k, v in model.state_dict().items() if k.startswith("backbone.net.")}
+    sd = with_backbone(deepgaze_head(1, False, channels=64 + 128, single=True), backbone)
+    model.load_state_dict(convert_state_dict(sd, model, "test.pth"))  # the single-model (spatial first stage) key names
     del sd["fixation_selection_network.conv2.weight"]
     sd["saliency_network.conv9.weight"] = torch.zeros(1)
     with pytest.raises(CheckpointError, match=r"unexpected keys: \['saliency_network.conv9.weight'\].*missing keys: "
                        r"\['fixation_selection_networks.0.conv2.weight'\]"):
-        published_model(1, False, sd)
+        convert_state_dict(sd, model, "test.pth")
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_the_published_architecture_exports(fmt: str, tmp_path: Path) -> None:
+    """Dynamic batch: the central-fixation history and the LayerNorms trace for any batch size."""
+    cfg = ModelConfig(
+        architecture="deepgaze3", backbone="timm:resnet18", layers=["layer1", "layer2"], pretrained=False,
+        components=2, scanpath=True,
+    )
+    model = build_model(cfg, EntropyConfig(n_samples=2), pretrained=False).eval()
+    wrapped = ExportableSaliency(model)
+    cb = model.log_center_bias((96, 128)).float()
+    g = torch.Generator().manual_seed(0)
+
+    def inputs(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.rand(batch, 3, 96, 128, generator=g), cb.expand(batch, -1, -1).contiguous()
+
+    path = tmp_path / ("model.onnx" if fmt == "onnx" else "model.pt")
+    export_model(wrapped, inputs(2), path, fmt=fmt, input_names=["image", "centerbias"], output_names=["log_density"], preprocessing={})
+    result = verify_export(path, wrapped, [inputs(1), inputs(3)], atol=ATOL, rtol=RTOL)
+    assert all(c["max_abs_diff"] < 1e-4 for c in result["checks"])
+    image = inputs(1)[0]
+    with torch.no_grad():
+        logp, _ = model(image)
+        assert torch.allclose(model.full_resolution(logp), wrapped(image, cb[None]), atol=1e-5)

@@ -248,9 +248,9 @@ class DeepGazeIII(DensityModel):
 
     def central_history(self, batch: int, size: tuple[int, int], device: torch.device) -> torch.Tensor:
         """(B, n, 2): one fixation at the image center (x = W / 2, y = H / 2), the others missing."""
-        history = torch.full((batch, self.cfg.history, 2), float("nan"), device=device)
-        history[:, 0] = torch.tensor([size[1] / 2, size[0] / 2], device=device)
-        return history
+        center = torch.tensor([[size[1] / 2, size[0] / 2]], device=device)
+        missing = torch.full((self.cfg.history - 1, 2), float("nan"), device=device)
+        return torch.cat([center, missing])[None].expand(batch, -1, -1)  # no in-place write: traces for any batch
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Frozen features of (B, 3, H, W) RGB images in [0, 1] (normalized, then shrunk by nearest)."""

@@ -393,6 +393,8 @@ def evaluate_run(
         "bias_map": bias_info,
         "center_prior_baseline": "KDE + uniform fitted on the run's MIT1003 training fixations",
     }
+    if cfg.model.scanpath:
+        result["scanpath_history"] = "every prediction and the bias map with a history of one central fixation (x = W/2, y = H/2)"
     if policy.count:
         result["skipped_bad_inputs"] = policy.count
     if ctx.is_main:

@@ -195,16 +195,16 @@ def softplus(x: torch.Tensor) -> torch.Tensor:
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = LN_EPS) -> torch.Tensor:
     """DeepGaze's LayerNorm: statistics over (C, H, W) per sample, affine per channel."""
-    return F.layer_norm(x, x.shape[1:], eps=eps) * weight[:, None, None] + bias[:, None, None]
+    return _sample_norm(x, eps) * weight[:, None, None] + bias[:, None, None]
 
 
-def _sample_norm(x: torch.Tensor) -> torch.Tensor:
+def _sample_norm(x: torch.Tensor, eps: float = LN_EPS) -> torch.Tensor:
     """LayerNorm without affine over all but the first dimension of ``x`` (per sample)."""
     if torch.jit.is_tracing():  # the ONNX exporter needs a constant normalized shape; the same values
         mu = x.mean(dim=tuple(range(1, x.dim())), keepdim=True)
         var = x.var(dim=tuple(range(1, x.dim())), unbiased=False, keepdim=True)
-        return (x - mu) * torch.rsqrt(var + LN_EPS)
-    return F.layer_norm(x.view(x.shape[0], -1), (x[0].numel(),), eps=LN_EPS).view(x.shape)
+        return (x - mu) * torch.rsqrt(var + eps)
+    return F.layer_norm(x.reshape(x.shape[0], -1), (x[0].numel(),), eps=eps).view(x.shape)
 
 
 def _left(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
