@@ -43,7 +43,7 @@ from perception_shared.config import load_config, resolve_config_path
 from perception_shared.training import StepInfo
 from saliency_entropy.allocator import retain_freed_host_memory
 from saliency_entropy.config import TrainConfig
-from saliency_entropy.models import build_model
+from saliency_entropy.registry import build_model
 from saliency_entropy.train import make_step_fn
 
 GOAL = 1.05

@@ -19,7 +19,7 @@ from perception_shared.distributed import init_distributed
 from perception_shared.samplers import make_eval_loader
 from saliency_entropy.data import FixationDataset, collate
 from saliency_entropy.evaluate import load_run_model
-from saliency_entropy.models import build_model
+from saliency_entropy.registry import build_model
 from saliency_entropy.train import load_mit_records, make_eval_fn
 
 from conftest import TINY, tiny_config, train_run

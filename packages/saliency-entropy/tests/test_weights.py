@@ -14,7 +14,7 @@ from perception_shared.errors import WeightsError
 from perception_shared.pretrained import sha256_file
 from perception_shared.testing import go_offline, put_in_offline_hf_cache
 from saliency_entropy.config import TrainConfig
-from saliency_entropy.models import build_model
+from saliency_entropy.registry import build_model
 
 
 @pytest.fixture

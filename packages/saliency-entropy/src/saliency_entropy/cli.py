@@ -1,7 +1,7 @@
 """``saliency-entropy``: the common subcommands (``perception_shared.cli``) plus the package's own.
 
 make-synthetic, validate-data, train, evaluate RUN, predict --run RUN, export RUN, weights, demo, and
-report, study, extract-fixations. The CLI only parses arguments and calls the functions the tests call.
+report, study, extract-fixations, import-deepgaze. The CLI only parses arguments and calls the functions the tests call.
 """
 
 from __future__ import annotations
@@ -72,6 +72,12 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Train on the MIT1003 train split; validate on its val split every epoch. Works under torchrun.",
     )
     p.add_argument("--cat2000", help="CAT2000 train-set root (sets data.cat2000_root, used by evaluate)")
+    p.add_argument(
+        "--init-from",
+        metavar="RUN",
+        help="start from this run's model and weights (a trained run or one written by import-deepgaze); "
+        "its model section replaces the config's",
+    )
 
     p = add_evaluate_command(
         sub,
@@ -93,7 +99,26 @@ def _build_parser() -> argparse.ArgumentParser:
         out_default="predictions",
         out_help="output folder: <stem>_log_density.npy, <stem>_saliency.png, predictions.csv",
         description="The run's saliency for any images: a log-density over each image's own pixels (.npy, "
-        "summing to 1 in probability) and a heat-map overlay PNG.",
+        "summing to 1 in probability) and a heat-map overlay PNG. Images run one at a time, each at its own size "
+        "(--batch-size has no effect).",
+    )
+    p.add_argument(
+        "--centerbias",
+        metavar="FILE.npy",
+        help="a log-density template (e.g. DeepGaze's centerbias_mit1003.npy), resized with nearest interpolation "
+        "to each image and renormalized; default: the run's center prior",
+    )
+    p.add_argument(
+        "--fixations",
+        metavar="FILE.csv",
+        help="scanpath models: columns image,x,y, each image's previous fixations in its pixels, most recent last "
+        "(images without rows: one central fixation)",
+    )
+    p.add_argument(
+        "--scale",
+        choices=["run", "native"],
+        default="run",
+        help="run: the run's training scale (longer side of data.image_size); native: the image as given",
     )
 
     p = add_export_command(
@@ -104,6 +129,23 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="image size (default: the run's data.image_size)")
 
     add_weights_command(sub)
+
+    p = sub.add_parser(
+        "import-deepgaze",
+        help="a deepgaze_pytorch state dict (the published deepgaze3.pth) as a run directory of this package",
+        description="Reads FILE (weights_only), infers the architecture from its keys (mixture components, scanpath "
+        "networks), fits the run's center prior on the config's MIT1003 training split as train does, and writes a run "
+        "directory that evaluate, report, predict, export and train --init-from accept.",
+    )
+    p.add_argument("file", metavar="FILE", help="deepgaze_pytorch state dict (.pth)")
+    p.add_argument("--out", required=True, metavar="RUN", help="run directory to write")
+    p.add_argument("--data", help=DATA_HELP)
+    p.add_argument("--cat2000", help="CAT2000 train-set root (sets data.cat2000_root, used by evaluate)")
+    p.add_argument("--downsample", type=float, default=2.0, help="default 2 (the spatial stage of the training notebook: 1.5)")
+    p.add_argument("--readout-factor", type=int, default=4, help="default 4")
+    p.add_argument("--saliency-map-factor", type=int, default=4, help="default 4")
+    add_config_args(p, default_config="baseline")
+    add_skip_bad_arg(p)
 
     p = add_demo_command(
         sub,
@@ -120,6 +162,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("runs", nargs="+", metavar="BASELINE_RUN ENTROPY_RUN", help="pairs: baseline run, entropy run, ...")
     p.add_argument("--out", help="output folder (default: ENTROPY_RUN/report)")
+    p.add_argument(
+        "--reference",
+        metavar="RUN",
+        help="an evaluated reference run (e.g. import-deepgaze's published DeepGaze III): its IG and bias-map entropy "
+        "beside the pairs, the runs' bias entropy read against it",
+    )
     add_config_args(p)
     add_allow_data_mismatch_arg(p)
 
@@ -180,6 +228,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
             cat2000=args.cat2000,
             weights=args.weights,
             seed=args.seed,
+            init_from=args.init_from,
         )
         if is_main_process():
             print(
@@ -226,6 +275,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
             config=args.config,
             overrides=args.overrides,
             allow_data_mismatch=args.allow_data_mismatch,
+            reference=args.reference,
         )
         out = Path(args.out) if args.out else Path(args.runs[1]) / "report"
         _print_verdict(report)
@@ -254,8 +304,33 @@ def _main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "predict":
         from .predict import predict_images
 
-        results = predict_images(args.run, args.inputs, args.out, device=args.device, batch_size=args.batch_size)
+        results = predict_images(
+            args.run,
+            args.inputs,
+            args.out,
+            device=args.device,
+            centerbias=args.centerbias,
+            fixations=args.fixations,
+            scale=args.scale,
+        )
         print(f"{len(results)} image(s): log-densities and overlays in {args.out} (predictions.csv lists them)")
+    elif args.command == "import-deepgaze":
+        from .import_deepgaze import import_deepgaze
+
+        setup_logging(None)
+        run_dir = import_deepgaze(
+            args.file,
+            args.out,
+            config=args.config,
+            overrides=args.overrides,
+            data=args.data,
+            cat2000=args.cat2000,
+            downsample=args.downsample,
+            readout_factor=args.readout_factor,
+            saliency_map_factor=args.saliency_map_factor,
+            skip_bad=args.skip_bad,
+        )
+        print(f"run {run_dir}: imported from {args.file}")
     elif args.command == "export":
         from .export import export_run
 

@@ -69,7 +69,10 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """A DeepGaze IIE/III-style spatial saliency model (no scanpath history).
+    """The saliency model: ``architecture`` ``variant`` (default) is this package's DeepGaze IIE/III-style
+    spatial model (``saliency_entropy.models``); ``deepgaze3`` is DeepGaze III as published
+    (``saliency_entropy.deepgaze3``: ``components`` mixture components, each with a scanpath network over
+    the last ``history`` fixations when ``scanpath`` is true), whose backbone and layers are DenseNet-201's.
 
     ``backbone`` names the backbone's pretrained weights by their identifier
     (``torchvision:DenseNet201_Weights.IMAGENET1K_V1``, or a timm name with its tag such as
@@ -90,7 +93,11 @@ class ModelConfig:
             "features.denseblock4.denselayer31.conv2",
         ]
     )
-    downsample: int = 2  # input images are shrunk by this factor before the backbone
+    architecture: Literal["variant", "deepgaze3"] = "variant"
+    components: int = 1  # deepgaze3: mixture components (the published scanpath model: 10)
+    scanpath: bool = False  # deepgaze3: each component has a scanpath network
+    history: int = 4  # deepgaze3 scanpath: previous fixations read (the published model: 4)
+    downsample: float = 2  # input images are shrunk by this factor before the backbone (variant: an integer)
     readout_factor: int = 4  # readout grid = downsampled image / readout_factor
     saliency_map_factor: int = 4  # the finalizer works at image / saliency_map_factor
     readout_channels: list[int] = field(default_factory=lambda: [8, 16])
@@ -112,6 +119,12 @@ class ModelConfig:
             raise ValueError("model.downsample, readout_factor and saliency_map_factor must be at least 1")
         if self.initial_sigma <= 0:
             raise ValueError(f"model.initial_sigma must be positive, got {self.initial_sigma}")
+        if self.architecture == "variant" and self.downsample != int(self.downsample):
+            raise ValueError(f"model.downsample must be an integer for the variant model, got {self.downsample}")
+        if self.components < 1 or self.history < 1:
+            raise ValueError("model.components and model.history must be at least 1")
+        if self.architecture == "variant" and (self.components != 1 or self.scanpath):
+            raise ValueError("model.components and model.scanpath belong to architecture: deepgaze3")
 
 
 @dataclass

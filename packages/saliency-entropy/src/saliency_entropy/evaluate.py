@@ -55,7 +55,8 @@ from .data import (
     select_ood,
     training_data_paths,
 )
-from .models import SaliencyModel, build_model
+from .models import DensityModel
+from .registry import build_model
 from .train import aspect_description, dose_summary, load_mit_records
 
 log = get_logger("saliency_entropy.evaluate")
@@ -63,7 +64,7 @@ LOG2 = math.log(2.0)
 COLUMNS = ["n_fixations", "ll_sum", "baseline_sum", "nss", "auc_judd", "gt_sum", "log_pixels"]
 
 
-def load_run_model(checkpoint: Path, device: torch.device) -> tuple[SaliencyModel, TrainConfig, dict[str, Any]]:
+def load_run_model(checkpoint: Path, device: torch.device) -> tuple[DensityModel, TrainConfig, dict[str, Any]]:
     """The model of a checkpoint, rebuilt from the config saved in it, in eval mode on ``device``.
 
     The checkpoint holds every weight, the frozen backbone's too, so the backbone is built without its
@@ -99,7 +100,7 @@ def describe_weights(record: dict[str, Any]) -> str:
 
 @torch.no_grad()
 def evaluate_records(
-    model: SaliencyModel,
+    model: DensityModel,
     records: list[ImageRecord],
     size: tuple[int, int],
     ctx: DistContext,
@@ -214,7 +215,7 @@ def _plot_bias(bias: np.ndarray, entropy: float, max_entropy: float, path: Path)
     return path
 
 
-def bias_map_summary(model: SaliencyModel, cfg: TrainConfig) -> tuple[np.ndarray, dict[str, Any]]:
+def bias_map_summary(model: DensityModel, cfg: TrainConfig) -> tuple[np.ndarray, dict[str, Any]]:
     size = (cfg.data.image_size[0], cfg.data.image_size[1])
     with torch.no_grad():
         bias = model.bias_log_density(size)
@@ -392,6 +393,8 @@ def evaluate_run(
         "bias_map": bias_info,
         "center_prior_baseline": "KDE + uniform fitted on the run's MIT1003 training fixations",
     }
+    if cfg.model.scanpath:
+        result["scanpath_history"] = "every prediction and the bias map with a history of one central fixation (x = W/2, y = H/2)"
     if policy.count:
         result["skipped_bad_inputs"] = policy.count
     if ctx.is_main:

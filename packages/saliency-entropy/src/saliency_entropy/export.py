@@ -17,7 +17,6 @@ resized to it, or exported again with ``--size``).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from perception_shared.cli import resolve_run
 from perception_shared.export import default_export_path, export_model, preprocessing_path, verify_export
 
 from .evaluate import load_run_model, weights_record
-from .models import SaliencyModel
+from .models import DensityModel
 
 # |exported - PyTorch| <= ATOL + RTOL |PyTorch| on log-densities (values around -9 to -13 nats)
 ATOL = 1e-3
@@ -40,20 +39,12 @@ class ExportableSaliency(nn.Module):
     """``(image, centerbias) -> log_density`` over image pixels: the model's forward with the center
     bias as an input instead of the run's fitted prior."""
 
-    def __init__(self, model: SaliencyModel) -> None:
+    def __init__(self, model: DensityModel) -> None:
         super().__init__()
         self.model = model.eval()
 
     def forward(self, image: torch.Tensor, centerbias: torch.Tensor) -> torch.Tensor:
-        m = self.model
-        size = (int(image.shape[-2]), int(image.shape[-1]))
-        feats = [f.float() for f in m.features(image)]
-        grid = m.readout_size(size)
-        first = m.readout.first_stage(feats, grid, m.readout.stats(feats, grid))
-        logp = m.finalizer(m.readout.rest(first), centerbias)
-        f = m.cfg.saliency_map_factor
-        full = torch.nn.functional.interpolate(logp[:, None], scale_factor=f, mode="nearest")[:, 0]
-        return full - 2 * math.log(f)
+        return self.model.log_density_with_centerbias(image, centerbias)
 
 
 def export_run(

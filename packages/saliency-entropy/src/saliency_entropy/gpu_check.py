@@ -26,7 +26,7 @@ from perception_shared.samplers import make_train_loader
 from .centerbias import fit_center_prior
 from .config import TrainConfig
 from .data import FixationDataset, collate, normalized_fixations
-from .models import build_model
+from .registry import build_model
 from .synthetic import DomainSpec, SyntheticSpec, make_synthetic
 from .train import build_optimizer, load_mit_records, make_step_fn
 

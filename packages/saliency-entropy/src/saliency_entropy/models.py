@@ -193,18 +193,18 @@ def softplus(x: torch.Tensor) -> torch.Tensor:
     return _softplus_values(x)
 
 
-def _layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = LN_EPS) -> torch.Tensor:
     """DeepGaze's LayerNorm: statistics over (C, H, W) per sample, affine per channel."""
-    return F.layer_norm(x, x.shape[1:], eps=LN_EPS) * weight[:, None, None] + bias[:, None, None]
+    return _sample_norm(x, eps) * weight[:, None, None] + bias[:, None, None]
 
 
-def _sample_norm(x: torch.Tensor) -> torch.Tensor:
+def _sample_norm(x: torch.Tensor, eps: float = LN_EPS) -> torch.Tensor:
     """LayerNorm without affine over all but the first dimension of ``x`` (per sample)."""
     if torch.jit.is_tracing():  # the ONNX exporter needs a constant normalized shape; the same values
         mu = x.mean(dim=tuple(range(1, x.dim())), keepdim=True)
         var = x.var(dim=tuple(range(1, x.dim())), unbiased=False, keepdim=True)
-        return (x - mu) * torch.rsqrt(var + LN_EPS)
-    return F.layer_norm(x.view(x.shape[0], -1), (x[0].numel(),), eps=LN_EPS).view(x.shape)
+        return (x - mu) * torch.rsqrt(var + eps)
+    return F.layer_norm(x.reshape(x.shape[0], -1), (x[0].numel(),), eps=eps).view(x.shape)
 
 
 def _left(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -326,7 +326,7 @@ class Readout(nn.Module):
     def reference(self, features: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """The same readout computed directly (resize, concatenate, LayerNorm, convolve); for tests."""
         x = torch.cat([resize(f.float(), size) for f in features], dim=1)
-        first = self.convs[0](_layer_norm(x, self.norm_weight[0], self.norm_bias[0]))
+        first = self.convs[0](layer_norm(x, self.norm_weight[0], self.norm_bias[0]))
         return self.rest(first.permute(0, 2, 3, 1).contiguous())
 
 
@@ -389,9 +389,13 @@ def bias_images(cfg: EntropyConfig, size: tuple[int, int]) -> torch.Tensor:
     return (levels[:, None, None, None] + noise).clamp(0.0, 1.0)
 
 
-class SaliencyModel(nn.Module):
-    """The saliency model of the module docstring. ``forward(images, with_bias)`` is its only entry for
-    training, so that a DDP-wrapped model runs one forward per step, bias map included.
+class DensityModel(nn.Module):
+    """What every saliency model of this package shares: the frozen ``FeatureExtractor`` of
+    ``cfg.backbone``/``cfg.layers``, the input normalization of its weights, the fitted center prior
+    (a (G, G) unit-square density, the center bias and the IG baseline) and the grids derived from an
+    image size. Subclasses add the head and ``forward(images, with_bias, bias_size)``, which returns
+    log-probabilities on the saliency grid (image / ``saliency_map_factor``) and, with ``with_bias``,
+    the bias map.
 
     ``pretrained`` overrides ``cfg.pretrained``: a model rebuilt to load a checkpoint (which holds every
     weight) is created without its pretrained weights. ``weights_source`` records the weights used.
@@ -406,28 +410,15 @@ class SaliencyModel(nn.Module):
             cfg.backbone, cfg.layers, pretrained=use_pretrained, weights_file=cfg.weights_file if use_pretrained else None
         )
         self.weights_source = self.backbone.source
-        with torch.no_grad():
-            probe = self.backbone(torch.zeros(1, 3, 64, 64))
-        self.channels = [int(f.shape[1]) for f in probe]
-        self.readout = Readout(sum(self.channels), list(cfg.readout_channels))
-        self.finalizer = Finalizer(cfg.initial_sigma, cfg.initial_center_bias_weight)
         self.register_buffer("center_prior", torch.ones(cfg.center_prior_grid, cfg.center_prior_grid))
         self.preprocessing = preprocessing_for(cfg.backbone)
         self.register_buffer("mean", torch.tensor(self.preprocessing["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.preprocessing["std"]).view(1, 3, 1, 1), persistent=False)
-        self._bias_features: dict[
-            tuple[int, int, str, bool], tuple[list[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-        ] = {}
 
-    def train(self, mode: bool = True) -> SaliencyModel:
+    def train(self, mode: bool = True) -> DensityModel:
         super().train(mode)
         self.backbone.train(False)
         return self
-
-    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
-        """As ``nn.Module.load_state_dict``; the cached bias-image features belong to the old weights."""
-        self._bias_features.clear()
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def set_center_prior(self, density: Any) -> None:
         """Use a fitted (G, G) unit-square density (``CenterPrior.density``) as the center bias."""
@@ -457,12 +448,44 @@ class SaliencyModel(nn.Module):
         """(H, W) log-density over image pixels of the center prior (the IG baseline), nats."""
         return prior_log_density(self.center_prior, size)
 
+    def full_resolution(self, log_density: torch.Tensor) -> torch.Tensor:
+        """Saliency-grid log-probabilities (..., Hs, Ws) -> image-pixel log-density (..., H, W), nats."""
+        f = self.cfg.saliency_map_factor
+        out = log_density.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
+        return out - 2 * math.log(f)
+
+    def entropy_full_resolution(self, log_density: torch.Tensor) -> torch.Tensor:
+        """Entropy (nats) over image pixels of a saliency-grid log-density (nearest upsampling adds 2 log f)."""
+        return entropy_nats(log_density) + 2 * math.log(self.cfg.saliency_map_factor)
+
+
+class SaliencyModel(DensityModel):
+    """The saliency model of the module docstring (``model.architecture: variant``).
+    ``forward(images, with_bias)`` is its only entry for training, so that a DDP-wrapped model runs one
+    forward per step, bias map included."""
+
+    def __init__(self, cfg: ModelConfig, entropy: EntropyConfig, *, pretrained: bool | None = None) -> None:
+        super().__init__(cfg, entropy, pretrained=pretrained)
+        with torch.no_grad():
+            probe = self.backbone(torch.zeros(1, 3, 64, 64))
+        self.channels = [int(f.shape[1]) for f in probe]
+        self.readout = Readout(sum(self.channels), list(cfg.readout_channels))
+        self.finalizer = Finalizer(cfg.initial_sigma, cfg.initial_center_bias_weight)
+        self._bias_features: dict[
+            tuple[int, int, str, bool], tuple[list[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+        ] = {}
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """As ``nn.Module.load_state_dict``; the cached bias-image features belong to the old weights."""
+        self._bias_features.clear()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     # ----- passes --------------------------------------------------------------------------------
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Frozen features of (B, 3, H, W) RGB images in [0, 1]."""
         x = (images - self.mean) / self.std
         h, w = images.shape[-2:]
-        k = self.cfg.downsample
+        k = int(self.cfg.downsample)
         if h % k == 0 and w % k == 0:
             # area resampling by an integer factor is a k x k mean (and exports to ONNX)
             x = F.avg_pool2d(x, k) if k > 1 else x
@@ -556,28 +579,33 @@ class SaliencyModel(nn.Module):
                 out[i] = logps[size][j]
         return out, bias
 
-    def full_resolution(self, log_density: torch.Tensor) -> torch.Tensor:
-        """Saliency-grid log-probabilities (..., Hs, Ws) -> image-pixel log-density (..., H, W), nats."""
+
+    def log_density_with_centerbias(self, images: torch.Tensor, centerbias: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) images in [0, 1] and (B, H / f, W / f) saliency-grid center bias -> (B, H, W)
+        log-density over image pixels (the exported graph)."""
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        feats = [f.float() for f in self.features(images)]
+        grid = self.readout_size(size)
+        first = self.readout.first_stage(feats, grid, self.readout.stats(feats, grid))
+        logp = self.finalizer(self.readout.rest(first), centerbias)
         f = self.cfg.saliency_map_factor
-        out = log_density.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
-        return out - 2 * math.log(f)
+        return F.interpolate(logp[:, None], scale_factor=f, mode="nearest")[:, 0] - 2 * math.log(f)
 
-    def entropy_full_resolution(self, log_density: torch.Tensor) -> torch.Tensor:
-        """Entropy (nats) over image pixels of a saliency-grid log-density (nearest upsampling adds 2 log f)."""
-        return entropy_nats(log_density) + 2 * math.log(self.cfg.saliency_map_factor)
-
-
-def build_model(cfg: ModelConfig, entropy: EntropyConfig, *, pretrained: bool | None = None) -> SaliencyModel:
-    """The model of a config; ``pretrained=False`` skips the pretrained weights (a checkpoint follows)."""
-    model = SaliencyModel(cfg, entropy, pretrained=pretrained)
-    source = model.weights_source
-    if pretrained is None:
-        if source.pretrained:
-            log.info("backbone weights: %s", source.describe())
+    @torch.no_grad()
+    def predict_log_density(
+        self, image: torch.Tensor, centerbias: torch.Tensor | None = None, history: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(3, H, W) image in [0, 1] -> (H, W) log-density over its pixels (nats). ``centerbias``: an (H, W)
+        log-density over the pixels (pooled to the saliency grid), default the run's center prior. The
+        variant has no scanpath network: a ``history`` is an error. Sides must be multiples of
+        ``saliency_map_factor``."""
+        if history is not None:
+            raise ConfigError("model.architecture variant has no scanpath network: fixation histories need deepgaze3 with scanpath")
+        size = (int(image.shape[-2]), int(image.shape[-1]))
+        hs, ws = self.saliency_size(size)
+        if centerbias is None:
+            grid = self.log_center_bias(size)
         else:
-            log.warning(
-                "backbone %s: RANDOM INITIALIZATION (model.pretrained is false): the frozen features are noise, "
-                "results do not reflect ImageNet features",
-                cfg.backbone,
-            )
-    return model
+            f = self.cfg.saliency_map_factor
+            grid = centerbias.float().reshape(hs, f, ws, f).logsumexp(dim=(1, 3))
+        return self.log_density_with_centerbias(image[None], grid[None])[0]

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from scipy.ndimage import zoom
+from scipy.special import logsumexp
 
 from perception_shared.cli import resolve_run
 from perception_shared.distributed import init_distributed
@@ -34,7 +36,6 @@ from perception_shared.plotting import plt
 
 from .data import keep_aspect_size, load_image
 from .evaluate import describe_weights, load_run_model, weights_record
-from .models import SaliencyModel
 
 log = get_logger("saliency_entropy.predict")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -75,6 +76,55 @@ def _overlay(image: np.ndarray, log_density: np.ndarray, title: str, path: Path)
     plt.close(fig)
 
 
+def read_centerbias(path: str | Path) -> np.ndarray:
+    """A center-bias template: a 2-D array of finite log-densities (.npy, e.g. DeepGaze's
+    ``centerbias_mit1003.npy``, 1024 x 1024)."""
+    try:
+        template = np.load(path, allow_pickle=False)
+    except Exception as e:  # numpy raises several types for damaged or foreign files
+        raise DataError(f"--centerbias {path}: cannot read a .npy array ({type(e).__name__}: {e})") from None
+    if template.ndim != 2 or not np.isfinite(template).all():
+        raise DataError(f"--centerbias {path}: expected a 2-D array of finite log-densities, got shape {template.shape}")
+    return template.astype(np.float64)
+
+
+def centerbias_for(template: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """The template resized to (height, width) with nearest interpolation and renormalized, as DeepGaze's
+    README does (``scipy.ndimage.zoom(order=0, mode='nearest')``, minus its ``logsumexp``)."""
+    resized = zoom(template, (height / template.shape[0], width / template.shape[1]), order=0, mode="nearest")
+    if resized.shape != (height, width):
+        raise DataError(f"--centerbias: the template cannot be resized to {height}x{width} (got {resized.shape})")
+    return torch.from_numpy(resized - logsumexp(resized)).float()
+
+
+def read_fixation_histories(path: str | Path, files: list[Path]) -> dict[Path, np.ndarray]:
+    """``image,x,y`` rows (previous fixations in image pixels, most recent last) by image; ``image`` names a
+    file as on the command line (or its path as expanded from a folder, or its file name)."""
+    names: dict[str, Path] = {}
+    for f in files:
+        names.setdefault(str(f), f)
+        names.setdefault(f.name, f)
+    rows: dict[Path, list[tuple[float, float]]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or not {"image", "x", "y"} <= set(reader.fieldnames):
+                raise DataError(f"--fixations {path}: expected the columns image,x,y; got {reader.fieldnames}")
+            for line, row in enumerate(reader, start=2):
+                if row["image"] not in names:
+                    raise DataError(f"--fixations {path} line {line}: image {row['image']!r} is not one of the inputs")
+                try:
+                    xy = (float(row["x"]), float(row["y"]))
+                except ValueError:
+                    raise DataError(f"--fixations {path} line {line}: x, y must be numbers, got {row['x']!r}, {row['y']!r}") from None
+                if not all(math.isfinite(v) for v in xy):
+                    raise DataError(f"--fixations {path} line {line}: x, y must be finite, got {xy}")
+                rows.setdefault(names[row["image"]], []).append(xy)
+    except OSError as e:
+        raise DataError(f"--fixations {path}: cannot read ({e})") from None
+    return {f: np.asarray(v, dtype=np.float64) for f, v in rows.items()}
+
+
 @torch.no_grad()
 def predict_images(
     run: str | Path,
@@ -82,28 +132,42 @@ def predict_images(
     out_dir: str | Path,
     *,
     device: str = "auto",
-    batch_size: int | None = None,
+    centerbias: str | Path | None = None,
+    fixations: str | Path | None = None,
+    scale: str = "run",
 ) -> list[Prediction]:
-    """Predict every image in ``inputs`` with the run ``run`` (directory or checkpoint) into ``out_dir``."""
+    """Predict every image in ``inputs`` with the run ``run`` (directory or checkpoint) into ``out_dir``.
+
+    ``scale``: ``run`` (the run's training scale, above) or ``native`` (the image as given). ``centerbias``:
+    a .npy log-density template (``centerbias_for``) instead of the run's center prior. ``fixations``: a
+    CSV of previous fixations per image (``read_fixation_histories``) for scanpath models; images without
+    rows get one central fixation."""
+    if scale not in ("run", "native"):
+        raise DataError(f"--scale must be 'run' or 'native', got {scale!r}")
     ref = resolve_run(run)
     ctx = init_distributed(device)
     model, cfg, state = load_run_model(ref.checkpoint, ctx.device)
     weights = describe_weights(weights_record(state, cfg))
     files = expand_inputs(inputs, IMAGE_SUFFIXES, what="images")
+    template = read_centerbias(centerbias) if centerbias is not None else None
+    histories = read_fixation_histories(fixations, files) if fixations is not None else {}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     box = (cfg.data.image_size[0], cfg.data.image_size[1])
-    factor = cfg.model.saliency_map_factor
-    step = batch_size or cfg.data.eval_batch_size
     results: list[Prediction] = []
-    for start in progress(range(0, len(files), step), desc="predict", leave=False):
-        chunk = files[start : start + step]
-        sizes = [_original_size(f) for f in chunk]
-        model_sizes = [keep_aspect_size(h, w, box, factor) for w, h in sizes]
-        images = [load_image(f, s).to(ctx.device) for f, s in zip(chunk, model_sizes)]
-        logps, _ = model(images)
-        for f, (w, h), ms, image, lp in zip(chunk, sizes, model_sizes, images, logps):
-            results.append(_write(model, f, w, h, ms, image, lp, out, weights))
+    for f in progress(files, desc="predict", leave=False):
+        w, h = _original_size(f)
+        ms = (h, w) if scale == "native" else keep_aspect_size(h, w, box, cfg.model.saliency_map_factor)
+        image = load_image(f, ms).to(ctx.device)
+        cb = centerbias_for(template, *ms).to(ctx.device) if template is not None else None
+        history = None
+        if f in histories:
+            history = torch.from_numpy(histories[f] * np.array([ms[1] / w, ms[0] / h])).to(ctx.device)
+        try:
+            full = model.predict_log_density(image, cb, history)
+        except ValueError as e:  # sides the variant cannot take at --scale native
+            raise DataError(f"{f}: {e}") from None
+        results.append(_write(f, w, h, ms, full.cpu(), out, weights))
     _write_table(results, out / "predictions.csv")
     log.info("predicted %d image(s) into %s", len(results), out)
     return results
@@ -118,17 +182,15 @@ def _original_size(path: Path) -> tuple[int, int]:
 
 
 def _write(
-    model: SaliencyModel,
     path: Path,
     width: int,
     height: int,
     model_size: tuple[int, int],
-    image: torch.Tensor,
-    log_probs: torch.Tensor,
+    log_density: torch.Tensor,
     out: Path,
     weights: str,
 ) -> Prediction:
-    full = to_image_grid(model.full_resolution(log_probs).cpu(), height, width)
+    full = to_image_grid(log_density, height, width)
     npy, png = out / f"{path.stem}_log_density.npy", out / f"{path.stem}_saliency.png"
     np.save(npy, full.float().numpy())
     original = np.asarray(Image.open(path).convert("RGB"))

@@ -488,9 +488,11 @@ def make_report(
     config: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     allow_data_mismatch: bool = False,
+    reference: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write the report (see the module docstring) for one pair of runs or one pair per seed (lists of
-    equal length, paired in order) and return its JSON content."""
+    equal length, paired in order) and return its JSON content. ``reference``: an evaluated run (e.g. the
+    published DeepGaze III from ``import-deepgaze``) reported beside the pairs (``reference_row``)."""
     bases = [Path(baseline_runs)] if isinstance(baseline_runs, (str, Path)) else [Path(r) for r in baseline_runs]
     regs = [Path(entropy_runs)] if isinstance(entropy_runs, (str, Path)) else [Path(r) for r in entropy_runs]
     if not bases or len(bases) != len(regs):
@@ -561,9 +563,69 @@ def make_report(
         "runs": runs,
         "figures": figures,
     }
+    if reference is not None:
+        report["reference"] = reference_row(Path(reference), runs)
     write_json(out / "report.json", report)
     (out / "report.md").write_text(_markdown(report))
     return report
+
+
+def reference_row(run_dir: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The reference run's IG per data set and bias-map entropy, with the regularized runs' bias entropy
+    read against it (mean over seeds; percent of the reference's). The reference must be evaluated at the
+    same bias-map image size, since the entropy depends on the number of pixels."""
+    metrics_path = run_dir / EVAL_DIR / "metrics.json"
+    if not metrics_path.is_file():
+        raise DataError(f"{metrics_path} does not exist; run `saliency-entropy evaluate {run_dir}` first")
+    m = json.loads(metrics_path.read_text())
+    size = m["bias_map"]["image_size"]
+    if size != runs[0]["bias_map"]["image_size"]:
+        raise DataError(
+            f"reference {run_dir}: bias map at {size}, the runs' at {runs[0]['bias_map']['image_size']}: entropies over "
+            "different pixel grids do not compare (evaluate both with the same data.image_size)"
+        )
+    config_path = run_dir / "config.yaml"
+    model = (yaml.safe_load(config_path.read_text()) or {}).get("model", {}) if config_path.is_file() else {}
+    h_ref = m["bias_map"]["entropy_nats"]
+    by_role = {role: [r["bias_map"]["entropy_nats"] for r in runs if r["role"] == role] for role in ("baseline", "entropy_reg")}
+    mean = {role: float(np.mean(v)) for role, v in by_role.items()}
+    manifest = load_manifest(run_dir, missing_ok=True) or {}
+    return {
+        "run_dir": str(run_dir),
+        "weights_description": m.get("weights_description"),
+        "architecture": model.get("architecture", "variant"),
+        "components": model.get("components", 1),
+        "scanpath": bool(model.get("scanpath")),
+        "history_note": "bias map and IG with a history of one central fixation (x = W/2, y = H/2)" if model.get("scanpath") else "",
+        "note": manifest.get("note", ""),
+        "ig_bits": {name: d["ig"] for name, d in m["datasets"].items()},
+        "bias_entropy_nats": h_ref,
+        "bias_entropy_bits": h_ref / math.log(2),
+        "baseline_bias_entropy_nats": mean["baseline"],
+        "entropy_reg_bias_entropy_nats": mean["entropy_reg"],
+        "entropy_reg_vs_reference_pct": 100 * (mean["entropy_reg"] - h_ref) / h_ref,
+        "baseline_vs_reference_pct": 100 * (mean["baseline"] - h_ref) / h_ref,
+    }
+
+
+def _reference_markdown(ref: dict[str, Any]) -> list[str]:
+    kind = f"{ref['architecture']}, {ref['components']} component(s){', scanpath' if ref['scanpath'] else ''}"
+    lines = [
+        "## Reference model",
+        "",
+        f"`{ref['run_dir']}` ({kind}; {ref['weights_description']}).",
+        "",
+        "| quantity | reference | baseline (mean over seeds) | entropy_reg (mean over seeds) |",
+        "| --- | --- | --- | --- |",
+        f"| bias-map entropy (nats) | {_fmt(ref['bias_entropy_nats'])} | {_fmt(ref['baseline_bias_entropy_nats'])} "
+        f"({_fmt(ref['baseline_vs_reference_pct'], 2)} % vs reference) | {_fmt(ref['entropy_reg_bias_entropy_nats'])} "
+        f"({_fmt(ref['entropy_reg_vs_reference_pct'], 2)} % vs reference) |",
+    ]
+    for name, ig in ref["ig_bits"].items():
+        lines.append(f"| {name} IG (bits/fixation) | {_fmt(ig)} | | |")
+    lines.append("")
+    lines += [f"> {note}" for note in (ref["history_note"], ref["note"]) if note]
+    return [*lines, ""]
 
 
 def _markdown(r: dict[str, Any]) -> str:
@@ -634,6 +696,8 @@ def _markdown(r: dict[str, Any]) -> str:
             f"| {run['role']} | {run['seed']} | `{run['run_dir']}` | {_fmt(run['entropy_weight'], 3)} | {measured} | "
             f"{run['weights_description']} | {run['aspect']} |"
         )
+    if r.get("reference"):
+        lines += ["", *_reference_markdown(r["reference"])]
     lines += ["", "## Figures", ""]
     for name, file in r["figures"].items():
         lines += [f"### {name}", "", f"![{name}]({file})", ""]

@@ -37,6 +37,8 @@ from PIL import Image
 from scipy.io import savemat
 from scipy.ndimage import gaussian_filter
 
+from perception_shared.errors import ConfigError
+
 from .fixation_extraction import PX_PER_DEG, SAMPLING_RATE, matlab_variable_name
 
 CAT2000_CATEGORIES = ["Action", "Indoor", "Pattern", "Social"]
@@ -54,6 +56,18 @@ class DomainSpec:
     center_weight: float
     background: str  # 'warm' or 'cool': a visible domain shift in the textures
 
+    def __post_init__(self) -> None:
+        if self.width < 16 or self.height < 16:
+            raise ConfigError(f"synthetic image size must be at least 16x16 pixels, got {self.width}x{self.height}")
+        if self.subjects < 1:
+            raise ConfigError(f"--subjects must be at least 1, got {self.subjects}")
+        if self.fixations_per_subject < 1:
+            raise ConfigError(f"fixations per subject must be at least 1, got {self.fixations_per_subject}")
+        if not (0 <= self.object_weight and 0 <= self.center_weight and self.object_weight + self.center_weight <= 1):
+            raise ConfigError(
+                f"object and center weights must be >= 0 and sum to at most 1, got {self.object_weight}, {self.center_weight}"
+            )
+
 
 @dataclass
 class SyntheticSpec:
@@ -63,6 +77,16 @@ class SyntheticSpec:
     cat_categories: list[str] = field(default_factory=lambda: list(CAT2000_CATEGORIES))
     mit: DomainSpec = field(default_factory=lambda: DomainSpec(256, 192, 6, 8, 0.6, 0.35, "warm"))
     cat: DomainSpec = field(default_factory=lambda: DomainSpec(256, 144, 8, 8, 0.85, 0.05, "cool"))
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+        if self.mit_images < 1:
+            raise ConfigError(f"--mit-images must be at least 1, got {self.mit_images}")
+        if self.cat_per_category < 1:
+            raise ConfigError(f"--cat-per-category must be at least 1, got {self.cat_per_category}")
+        if not self.cat_categories:
+            raise ConfigError("the CAT2000-like data set needs at least one category")
 
 
 def density_map(width: int, height: int, objects: list[tuple[float, float, float]], spec: DomainSpec) -> np.ndarray:

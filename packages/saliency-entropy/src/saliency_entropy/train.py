@@ -32,9 +32,11 @@ from typing import Any
 import torch
 
 from perception_shared.badinput import BadInputPolicy
-from perception_shared.cli import ResumeSpec
-from perception_shared.config import load_config, resolve_config_path
+from perception_shared.checkpoint import load_checkpoint
+from perception_shared.cli import ResumeSpec, resolve_run
+from perception_shared.config import config_from_dict, load_config, resolve_config_path
 from perception_shared.distributed import DistContext, all_reduce_sum, init_distributed, main_then_broadcast
+from perception_shared.errors import CheckpointError
 from perception_shared.logging import get_logger, setup_logging
 from perception_shared.pretrained import check_against_manifest, load_weights_manifest
 from perception_shared.runs import prepare_run_dir
@@ -58,7 +60,8 @@ from .data import (
     training_data_paths,
 )
 from .losses import fixation_log_likelihoods
-from .models import SaliencyModel, build_model
+from .models import DensityModel
+from .registry import build_model
 
 log = get_logger("saliency_entropy.train")
 SPLIT_FILE = "split.json"
@@ -147,7 +150,7 @@ def log_likelihoods(
     )
 
 
-def make_step_fn(cfg: TrainConfig, module: SaliencyModel, state: dict[str, Any] | None = None):
+def make_step_fn(cfg: TrainConfig, module: DensityModel, state: dict[str, Any] | None = None):
     """The per-batch forward and loss (see the module docstring); ``model`` may be DDP-wrapped.
 
     ``state``: the Trainer's ``extra_state``; the step updates the dose counters under its ``"dose"``
@@ -209,7 +212,7 @@ def make_eval_fn(
     factor = cfg.model.saliency_map_factor
     size = (cfg.data.image_size[0], cfg.data.image_size[1])
 
-    def eval_fn(module: SaliencyModel, epoch: int) -> dict[str, float]:
+    def eval_fn(module: DensityModel, epoch: int) -> dict[str, float]:
         # log-lik model, log-lik baseline, log(pixels) (LL over uniform), fixations
         sums = torch.zeros(4, dtype=torch.float64, device=ctx.device)
         baselines: dict[tuple[int, int], torch.Tensor] = {}
@@ -276,7 +279,7 @@ def weights_manifest_path() -> Path:
     return Path(__file__).with_name("weights_manifest.json")
 
 
-def check_weights(model: SaliencyModel) -> None:
+def check_weights(model: DensityModel) -> None:
     """Warn when the loaded weights file's sha256 differs from the one recorded for its identifier."""
     warning = check_against_manifest(model.weights_source, load_weights_manifest(weights_manifest_path()))
     if warning:
@@ -292,14 +295,23 @@ def train(
     resume_from: Path | None = None,
     skip_bad: bool = False,
     argv: Sequence[str] | None = None,
+    init_from: str | Path | None = None,
 ) -> FitResult:
-    """Train one run in ``run_dir`` (already prepared, logging set up, seeds set by the caller)."""
+    """Train one run in ``run_dir`` (already prepared, logging set up, seeds set by the caller).
+
+    ``init_from``: a run directory or checkpoint (a trained or an imported run) whose model section and
+    weights the run starts from (``cfg.model`` is replaced by the run's; the center prior is refitted).
+    """
     if cfg.runtime.retain_host_memory:
         retain_freed_host_memory()
     if cfg.toy:
         log.warning("TOY settings (toy: true in the config): this run checks the pipeline, not the research question")
-    model = build_model(cfg.model, cfg.entropy)  # first: missing weights fail before the data is read
-    check_weights(model)
+    if init_from is not None:
+        model, weights = initial_model(cfg, init_from)
+    else:
+        model = build_model(cfg.model, cfg.entropy)  # first: missing weights fail before the data is read
+        check_weights(model)
+        weights = model.weights_source.to_dict()
     policy = BadInputPolicy(skip=skip_bad)
     train_records, val_records, split, prior = main_then_broadcast(lambda: prepare_training_data(cfg, run_dir, policy))
     model.set_center_prior(prior.density)
@@ -316,7 +328,7 @@ def train(
         prior.bandwidth,
         prior.uniform_weight,
         prior.cv_log_likelihood / math.log(2),
-        model.weights_source.describe(),
+        weights.get("identifier"),
         aspect_description(cfg),
     )
     if cfg.entropy.weight > 0:
@@ -346,7 +358,7 @@ def train(
         collate_fn=collate,
     )
     optimizer, scheduler = build_optimizer(cfg, model)
-    extra = {"split": split, "weights": model.weights_source.to_dict(), "dose": new_dose_counts()}
+    extra = {"split": split, "weights": weights, "dose": new_dose_counts()}
     trainer = Trainer(
         model=model,
         optimizer=optimizer,
@@ -364,7 +376,7 @@ def train(
         manifest_info={
             "argv": list(argv) if argv is not None else list(sys.argv),
             "data_paths": training_data_paths(cfg),
-            "weights": [model.weights_source],
+            "weights": [weights],
             "seeds": {"seed": cfg.seed, "split_seed": cfg.data.split_seed, "entropy_seed": cfg.entropy.seed},
             "extra": {"aspect": cfg.data.aspect, "entropy_planned_dose": dose_summary(cfg.entropy.weight, None, cfg.entropy.compute_every)},
         },
@@ -373,6 +385,25 @@ def train(
         with trainer.precision.autocast():
             model.bias_features((size[0], size[1]), ctx.device)
     return trainer.fit(resume=resume, resume_from=resume_from)
+
+
+def initial_model(cfg: TrainConfig, init_from: str | Path) -> tuple[DensityModel, dict[str, Any]]:
+    """The model of the run ``init_from`` with its weights, and its weights record; ``cfg.model`` becomes
+    that run's model section (the architecture and everything the weights depend on)."""
+    ref = resolve_run(init_from)
+    state = load_checkpoint(ref.checkpoint)
+    if "config" not in state or "model" not in state:
+        raise CheckpointError(f"--init-from {ref.checkpoint}: no 'config' or 'model' entry")
+    cfg.model = config_from_dict(TrainConfig, state["config"], source=f"the config in {ref.checkpoint}").model
+    model = build_model(cfg.model, cfg.entropy, pretrained=False)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"--init-from {ref.checkpoint} does not fit the model its config describes: {e}") from None
+    weights = dict((state.get("extra") or {}).get("weights") or {"identifier": cfg.model.backbone, "pretrained": cfg.model.pretrained})
+    weights["initialized_from"] = str(ref.checkpoint)
+    log.info("initialized from %s (model.architecture %s)", ref.checkpoint, cfg.model.architecture)
+    return model, weights
 
 
 def aspect_description(cfg: TrainConfig) -> str:
@@ -419,6 +450,7 @@ def run_training(
     weights: str | None = None,
     seed: int | None = None,
     argv: Sequence[str] | None = None,
+    init_from: str | Path | None = None,
 ) -> FitResult:
     """The ``train`` command: config by name or path, process group, run directory, logging, seeds.
 
@@ -432,4 +464,6 @@ def run_training(
     setup_logging(run_dir)
     seed_everything(cfg.seed)
     log.info("run directory %s (rank %d of %d, device %s)", run_dir, ctx.rank, ctx.world_size, ctx.device)
-    return train(cfg, ctx, run_dir, resume=spec.resume, resume_from=spec.checkpoint, skip_bad=skip_bad, argv=argv)
+    return train(
+        cfg, ctx, run_dir, resume=spec.resume, resume_from=spec.checkpoint, skip_bad=skip_bad, argv=argv, init_from=init_from
+    )
