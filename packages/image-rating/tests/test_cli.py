@@ -65,10 +65,11 @@ def test_make_synthetic_then_train_evaluate_predict_export(tmp_path, capsys):
     assert manifest["weights"][0]["kind"] == "random" and manifest["toy_settings"] is True
     assert main(["evaluate", str(run), "--device", "cpu", "--n-boot", "10"]) == 0
     out = capsys.readouterr().out
-    assert "8 images (val): mean r" in out and "RANDOM INIT" in out and "TOY SETTINGS" in out
-    assert json.loads((run / "evaluation_val" / "metrics.json").read_text())["n_samples"] == 8
+    assert "test split (n=6, held out" in out and "chosen on val split (n=8)" in out
+    assert "RANDOM INIT" in out and "TOY SETTINGS" in out
+    assert json.loads((run / "evaluation_test" / "metrics.json").read_text())["n_samples"] == 6
     assert main(["evaluate", str(run / "final_model.pth"), "--split", "train", "--out", str(tmp_path / "e")]) == 0
-    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["n_samples"] == 32
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["n_samples"] == 26
     out_csv = tmp_path / "pred" / "p.csv"
     assert (
         main(
