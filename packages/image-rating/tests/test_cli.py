@@ -142,7 +142,7 @@ def test_verify_setup_reports_ok_and_failures(synthetic, tmp_path, capsys):
 def test_demo_writes_summary(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--set", "loop.epochs=1", "--set", "eval.n_boot=20"]) == 0
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert summary["package"] == "image-rating" and summary["metrics"]["n_val_images"] == 60
+    assert summary["package"] == "image-rating" and summary["metrics"]["n_test_images"] == 45
     assert all(Path(p).exists() for p in summary["outputs"].values())
     assert summary["settings"].startswith("TOY SETTINGS") and "RANDOM INIT" in summary["weights"]
     out = capsys.readouterr().out
@@ -180,7 +180,7 @@ def test_train_under_torchrun_counts_every_val_image_once(synthetic, tmp_path):
     assert len(pd.read_csv(run / "training_history.csv")) == 2
     assert proc.stderr.count("done after 2 epoch(s)") == 1  # rank 0 logs, rank 1 stays quiet
     ddp = pd.read_csv(run / "per_dimension_performance.csv").set_index("dimension")
-    assert main(["evaluate", str(run), "--out", str(tmp_path / "single"), "--n-boot", "0"]) == 0
+    assert main(["evaluate", str(run), "--split", "val", "--out", str(tmp_path / "single"), "--n-boot", "0"]) == 0
     assert json.loads((run / "manifest.json").read_text())["world_size"] == 2
     single = json.loads((tmp_path / "single" / "metrics.json").read_text())
     assert single["n_samples"] == 12 and (ddp["n"] == 12).all()

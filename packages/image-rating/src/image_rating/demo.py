@@ -129,7 +129,7 @@ def format_summary(summary: dict[str, Any], comparison_csv: str | Path) -> str:
         f"image-rating demo: wall time {summary['seconds']:.1f} s",
         f"{summary['settings']}: {m['epochs']} epochs on synthetic data; backbone {summary['weights']}",
         f"{m['split']}",
-        f"test split ({m['n_test_images']} images): mean r over 14 dimensions {m['test_mean_pearson_r']:.3f}, "
+        f"mean r over 14 dimensions {m['test_mean_pearson_r']:.3f}, "
         f"easy dimensions {m['test_easy_dims_mean_pearson_r']:.3f}, Brightness {m['test_brightness_pearson_r']:.3f} "
         f"(achievable {m['achievable_brightness_r']:.3f})",
         "per dimension (r [95% CI] vs achievable):",

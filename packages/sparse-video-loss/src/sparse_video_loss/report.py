@@ -163,8 +163,13 @@ def plot_prediction_strip(
     for t in range(T):
         axes[0, t + 1].set_title(f"+{t + 1}", fontsize=7)
     bar = fig.colorbar(image, ax=axes, shrink=0.9, aspect=25)
-    bar.set_label("predicted probability / its frame's maximum (inputs: 1 at the point)", fontsize=7)
-    fig.supxlabel("frame: the last input, then frames ahead (cyan circle: predicted position)", fontsize=8)
+    bar.set_label("p / frame's max", fontsize=7)
+    fig.supxlabel(
+        "frame: the last input (1 at the point), then frames ahead: predicted probability p divided by its "
+        "frame's maximum; cyan circle: predicted position",
+        fontsize=7,
+        wrap=True,
+    )
     fig.supylabel("trace", fontsize=8)
     set_header(fig, "Predicted future frames of each trace", sub)
     return save_figure(fig, path)
