@@ -90,7 +90,7 @@ def _column_series(key: str, series: Mapping[str, str | Series]) -> Series | Non
         split = key.split("/", 1)[0] if "/" in key else key
         return Series(s, split) if isinstance(s, str) else s
     if "/" not in key:
-        return Series(key, key) if key == "lr" else None
+        return Series(key, "learning rate") if key == "lr" else None
     split, name = key.split("/", 1)
     return Series(name, split) if split in ("train", "val") else None
 
@@ -157,6 +157,7 @@ def history_figure(
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.1 * rows + 1.0), squeeze=False, layout="constrained")
     colors = {"train": TRAIN_COLOR, "val": VAL_COLOR}
+    epochs = [row["epoch"] for row in history if "epoch" in row]
     extra_colors = iter(["tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"])
     for ax, q in zip(axes.flat, order):
         qty = quantity(q, labels)
@@ -178,6 +179,8 @@ def history_figure(
         ax.set_xlabel("epoch")
         ax.set_ylabel(qty.axis_label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if epochs:  # whole epochs on the axis, even for a run of one
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.grid(alpha=0.3)
         set_title(ax, qty.label[:1].upper() + qty.label[1:])
         if ax.get_legend_handles_labels()[0]:
