@@ -100,9 +100,10 @@ def test_history_puts_train_and_val_on_one_axis_with_units_reference_lines_and_t
 def test_plot_history_keeps_its_old_call_and_names_the_run_by_its_folder(tmp_path):
     run = tmp_path / "run_x"
     run.mkdir()
+    short = [{"epoch": e, "train/loss": 1.0 / e, "val/loss": 1.1 / e} for e in (1, 2)]
     with record_figures() as found:
-        path = plot_history(_history(2), run / "training_history.png")
+        path = plot_history(short, run / "training_history.png")
     assert path.is_file() and found == {str(path): []}
-    fig = history_figure(_history(2), "a " + "very long title " * 12, run_name="run_x")
+    fig = history_figure(short, "a " + "very long title " * 12, run_name="run_x")
     assert check_figure(fig) == [] and "\n" in fig._suptitle.get_text()
     plt.close(fig)

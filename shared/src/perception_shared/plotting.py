@@ -48,32 +48,11 @@ def write_history_csv(history: Sequence[dict[str, Any]], path: str | Path) -> Pa
     return p
 
 
-def plot_history(
-    history: Sequence[dict[str, Any]],
-    path: str | Path,
-    title: str = "training history",
-    *,
-    run_name: str | None = None,
-    status: str = "",
-    labels: Mapping[str, Quantity] | None = None,
-    series: Mapping[str, str | Series] | None = None,
-    constants: Sequence[str] = (),
-    hide: Sequence[str] = (),
-    best_epoch: int | None = None,
-) -> Path:
-    """The training curves of a run, one panel per quantity (see ``history_figure``), saved as PNG."""
-    fig = history_figure(
-        history,
-        title,
-        run_name=Path(path).parent.name if run_name is None else run_name,
-        status=status,
-        labels=labels,
-        series=series,
-        constants=constants,
-        hide=hide,
-        best_epoch=best_epoch,
-    )
-    return save_figure(fig, path)
+def plot_history(history: Sequence[dict[str, Any]], path: str | Path, title: str = "training history", **style: Any) -> Path:
+    """The training curves of a run saved as PNG: ``history_figure(history, title, **style)``, whose
+    ``run_name`` defaults to the name of the folder that ``path`` is in (the run directory)."""
+    style.setdefault("run_name", Path(path).parent.name)
+    return save_figure(history_figure(history, title, **style), path)
 
 
 @dataclass(frozen=True)
