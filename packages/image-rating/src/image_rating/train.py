@@ -387,8 +387,8 @@ def train(
         )
     r = df["pearson_r"].to_numpy()
     log.info(
-        "done after %d epoch(s)%s; %s (epoch %s, best %s %.4g) on val: mean r %.3f (min %.3f, max %.3f); "
-        "backbone %s%s; %s",
+        "done after %d epoch(s)%s; %s (epoch %s, best %s %.4g) on val, which chose the epoch (optimistic): mean r "
+        "%.3f (min %.3f, max %.3f); backbone %s%s; %s; held-out numbers: image-rating evaluate RUN (test split)",
         fit.epochs_completed,
         " (early stop)" if fit.stopped_early else "",
         chosen.name,
