@@ -125,8 +125,9 @@ def history_figure(
             continue
         values = [_points(history, k)[1] for k, _ in drawn[q]]
         if len(history) >= 3 and all(len(v) >= 3 and max(v) == min(v) for v in values):
-            unit = quantity(q, labels).unit
-            footnotes += [f"{s.label} {quantity(q, labels).label}: {v[0]:.4g}{' ' + unit if unit else ''}"
+            qty = quantity(q, labels)
+            unit = f" {qty.unit}" if qty.unit else ""
+            footnotes += [f"{qty.label if s.label == qty.label else s.label + ' ' + qty.label}: {v[0]:.4g}{unit}"
                           for (_, s), v in zip(drawn.pop(q), values)]
     for q in refs:  # a reference with no curve of its quantity still needs its panel
         drawn.setdefault(q, [])
