@@ -100,7 +100,8 @@ def history_figure(
 
     Columns ``train/<q>`` and ``val/<q>`` share the panel of quantity ``<q>`` (label and unit from
     ``figures.quantity(q, labels)``; train always blue, val always orange), ``lr`` gets its own panel;
-    ``series`` maps other columns to a panel and a legend label (``{"val/select_loss": "loss"}``).
+    ``series`` maps other columns to a panel and a legend label
+    (``{"val/select_loss": Series("loss", "val (selection)")}``; a plain string keeps the split as label).
     ``constants`` (columns the same in every epoch, e.g. a baseline's error) are dashed reference lines
     with their value in the panel of their quantity, not panels of their own; a column that turns out
     constant without being named there is written under the figure. ``hide`` leaves columns out (one
