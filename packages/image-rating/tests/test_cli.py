@@ -65,10 +65,11 @@ def test_make_synthetic_then_train_evaluate_predict_export(tmp_path, capsys):
     assert manifest["weights"][0]["kind"] == "random" and manifest["toy_settings"] is True
     assert main(["evaluate", str(run), "--device", "cpu", "--n-boot", "10"]) == 0
     out = capsys.readouterr().out
-    assert "8 images (val): mean r" in out and "RANDOM INIT" in out and "TOY SETTINGS" in out
-    assert json.loads((run / "evaluation_val" / "metrics.json").read_text())["n_samples"] == 8
+    assert "test split (n=6, held out" in out and "chosen on val split (n=8)" in out
+    assert "RANDOM INIT" in out and "TOY SETTINGS" in out
+    assert json.loads((run / "evaluation_test" / "metrics.json").read_text())["n_samples"] == 6
     assert main(["evaluate", str(run / "final_model.pth"), "--split", "train", "--out", str(tmp_path / "e")]) == 0
-    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["n_samples"] == 32
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["n_samples"] == 26
     out_csv = tmp_path / "pred" / "p.csv"
     assert (
         main(
@@ -141,7 +142,7 @@ def test_verify_setup_reports_ok_and_failures(synthetic, tmp_path, capsys):
 def test_demo_writes_summary(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--set", "loop.epochs=1", "--set", "eval.n_boot=20"]) == 0
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert summary["package"] == "image-rating" and summary["metrics"]["n_val_images"] == 60
+    assert summary["package"] == "image-rating" and summary["metrics"]["n_test_images"] == 45
     assert all(Path(p).exists() for p in summary["outputs"].values())
     assert summary["settings"].startswith("TOY SETTINGS") and "RANDOM INIT" in summary["weights"]
     out = capsys.readouterr().out
@@ -179,7 +180,7 @@ def test_train_under_torchrun_counts_every_val_image_once(synthetic, tmp_path):
     assert len(pd.read_csv(run / "training_history.csv")) == 2
     assert proc.stderr.count("done after 2 epoch(s)") == 1  # rank 0 logs, rank 1 stays quiet
     ddp = pd.read_csv(run / "per_dimension_performance.csv").set_index("dimension")
-    assert main(["evaluate", str(run), "--out", str(tmp_path / "single"), "--n-boot", "0"]) == 0
+    assert main(["evaluate", str(run), "--split", "val", "--out", str(tmp_path / "single"), "--n-boot", "0"]) == 0
     assert json.loads((run / "manifest.json").read_text())["world_size"] == 2
     single = json.loads((tmp_path / "single" / "metrics.json").read_text())
     assert single["n_samples"] == 12 and (ddp["n"] == 12).all()

@@ -207,9 +207,9 @@ def test_unparseable_empty_and_absent_files(tmp_path: Path, dataset):
 
 def test_split_is_seeded_80_20_and_ignores_row_order():
     names = [f"img_{i:03d}.png" for i in range(101)]
-    a = make_split(names, 0.2, seed=7)
-    b = make_split(list(reversed(names)), 0.2, seed=7)
-    c = make_split(names, 0.2, seed=8)
+    a = make_split(names, 0.2, seed=7, test_fraction=0.0)
+    b = make_split(list(reversed(names)), 0.2, seed=7, test_fraction=0.0)
+    c = make_split(names, 0.2, seed=8, test_fraction=0.0)
     assert a == b and a != c
     assert len(a["val"]) == 20 and len(a["train"]) == 81
     assert set(a["train"]).isdisjoint(a["val"]) and set(a["train"]) | set(a["val"]) == set(names)

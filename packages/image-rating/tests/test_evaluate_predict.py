@@ -25,7 +25,7 @@ def test_evaluate_writes_metrics_with_bootstrap_intervals(trained_run, tmp_path)
     assert saved == metrics and metrics["n_samples"] == 12 and metrics["split"] == "val"
     assert metrics["weights"].startswith("test_resnet: RANDOM INIT") and metrics["weights_record"]["kind"] == "random"
     assert metrics["settings"].startswith("TOY SETTINGS") and metrics["bootstrap"]["n_boot"] == 200
-    assert metrics["selection"] == "best epoch by val/pearson_r (max)" and metrics["data_differences"] == []
+    assert metrics["selection"] == "best epoch by val/pearson_r (max) on the val split (n=12)" and metrics["data_differences"] == []
     pred = pd.read_csv(tmp_path / "ev" / "predictions.csv")
     table = pd.read_csv(tmp_path / "ev" / "per_dimension_metrics.csv").set_index("dimension")
     for d, m in metrics["per_dimension"].items():

@@ -61,7 +61,7 @@ def test_run_directory_holds_every_promised_output(trained_run, synthetic):
         assert (run / name).is_file(), name
     assert any((run / "tensorboard").iterdir())
     split = load_split(run / "split.json")
-    assert len(split["val"]) == 12 and len(split["train"]) == 48
+    assert len(split["val"]) == 12 and len(split["train"]) == 39 and len(split["test"]) == 9
     ratings = pd.read_csv(synthetic.csv).set_index("image")
     train_means = ratings.loc[split["train"], [f"{d}_mean" for d in synthetic.dimensions]].to_numpy()
     scaler = TargetScaler.load(run / "target_scaler.json")
@@ -95,17 +95,17 @@ def test_preempted_mid_epoch_and_resumed_equals_an_uninterrupted_run(synthetic, 
 
     calls = {"n": 0}
 
-    def signal_at_step_9(self):  # the loop looks at the flag once per step: as if SIGTERM arrived in step 9 of 6 + 6
+    def signal_at_step_6(self):  # the loop looks at the flag once per step: as if SIGTERM arrived in step 6 of 4 + 4
         calls["n"] += 1
-        if calls["n"] == 9:
+        if calls["n"] == 6:
             self.signal_name = "SIGTERM"
         return self.signal_name is not None
 
-    monkeypatch.setattr(PreemptionHandler, "requested", property(signal_at_step_9))
+    monkeypatch.setattr(PreemptionHandler, "requested", property(signal_at_step_6))
     with pytest.raises(Preempted):
         train(cfg, run_dir=tmp_path / "preempted", device="cpu")
     last = load_checkpoint(tmp_path / "preempted" / "last.pth")
-    assert (last["epoch"], last["batch_in_epoch"]) == (1, 3)
+    assert (last["epoch"], last["batch_in_epoch"]) == (1, 2)
     assert (tmp_path / "preempted" / "PREEMPTED").is_file()
     monkeypatch.undo()
     resumed = train(cfg, run_dir=tmp_path / "preempted", resume=True, device="cpu")
@@ -142,8 +142,8 @@ def test_bad_images_fail_or_are_skipped(synthetic, tmp_path):
     assert "img_0005.png" in str(e.value) and "img_0009.png" in str(e.value)
     result = train(cfg, run_dir=tmp_path / "skip", device="cpu", skip_bad=True)
     split = json.loads((result.run_dir / "split.json").read_text())
-    assert split["n_train"] + split["n_val"] == 58
-    assert "img_0005.png" not in split["train"] + split["val"]
+    assert split["n_train"] + split["n_val"] + split["n_test"] == 58
+    assert "img_0005.png" not in split["train"] + split["val"] + split["test"]
 
 
 def test_best_epoch_and_early_stopping_follow_the_mean_val_pearson_r_or_the_loss(synthetic, tmp_path):
@@ -176,14 +176,14 @@ def test_best_epoch_and_early_stopping_follow_the_mean_val_pearson_r_or_the_loss
 
 
 def test_the_training_step_reads_the_host_once_per_log_interval(synthetic, tmp_path, monkeypatch):
-    """The real step through the Trainer: 6 steps with log_every 2 read tensor values at most 3 times."""
+    """The real step through the Trainer: 4 steps with log_every 2 read tensor values at most 2 times."""
     from perception_shared.testing import count_epoch_reads, count_host_reads
 
-    cfg = tiny_config(synthetic.root, "loop.epochs=1", "loop.log_every=2")  # 48 train images / batch 8 = 6 steps
+    cfg = tiny_config(synthetic.root, "loop.epochs=1", "loop.log_every=2")  # 39 train images / batch 8 = 4 steps
     with count_epoch_reads(monkeypatch, "image_rating.train.Trainer") as reads:
         result = train(cfg, run_dir=tmp_path / "reads", device="cpu")
-    assert pd.read_csv(result.run_dir / "training_history.csv")["step"].tolist() == [6]
-    assert reads.count <= math.ceil(6 / 2), reads.summary()
+    assert pd.read_csv(result.run_dir / "training_history.csv")["step"].tolist() == [4]
+    assert reads.count <= math.ceil(4 / 2), reads.summary()
 
     images, target = torch.randn(4, 3, 32, 32), torch.randn(4, 14)
     model, _ = build_model(ModelConfig(backbone="test_resnet", pretrained=False), 14)

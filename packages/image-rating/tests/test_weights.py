@@ -103,7 +103,7 @@ def test_a_baseline_run_records_and_reports_the_cached_weights(cached, synthetic
     assert saved["interpolation"] == weights_pre["interpolation"] == "bicubic"
     assert saved["mean"] == weights_pre["mean"] and saved["std"] == weights_pre["std"]
     assert saved["resize_size"] == int(32 / weights_pre["crop_pct"])  # the weights' crop_pct 0.95 -> 33 px
-    metrics = evaluate_run(run, out_dir=tmp_path / "ev", device="cpu", n_boot=0)
+    metrics = evaluate_run(run, split="val", out_dir=tmp_path / "ev", device="cpu", n_boot=0)
     assert metrics["weights"] == f"{IDENTIFIER} from hf-cache {cached['link']} (sha256 {cached['sha256']})"
     assert metrics["settings"] == "research config" and len(pd.read_csv(tmp_path / "ev" / "predictions.csv")) == 12
 

@@ -18,8 +18,10 @@ its subparser so the package adds only what is its own.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from .distributed import shutdown
 from .errors import UserError
 from .logging import get_logger
 from .preemption import PREEMPTED_EXIT_CODE, Preempted
+from .runs import removing_unstarted_runs
 
 USER_ERROR_EXIT_CODE = 2
 RUN_HELP = "a run directory (uses its best_model.pth, else final_model.pth, else last.pth) or a checkpoint file"
@@ -37,11 +40,26 @@ def add_run_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN", help=RUN_HELP)
 
 
+def package_config_names(parser: argparse.ArgumentParser) -> list[str]:
+    """The names of the configs shipped with the package whose console script ``parser`` belongs to (its
+    ``prog``, ``gaze-estimation train`` -> ``gaze_estimation``); empty for a parser of no such package."""
+    from .config import packaged_config_dir
+
+    module = parser.prog.split()[0].replace("-", "_")
+    try:
+        folder = packaged_config_dir(module)
+    except (ImportError, TypeError):  # not an importable package (TypeError: a namespace without __file__)
+        return []
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
 def add_config_args(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:
+    names = package_config_names(parser)
     parser.add_argument(
         "--config",
         default=default_config,
-        help="YAML config: a path, or the name of one of this package's configs (e.g. baseline)"
+        help="YAML config: a path, or the name of one of this package's configs"
+        + (f" ({', '.join(names)})" if names else "")
         + (f"; default: {default_config}" if default_config else ""),
     )
     parser.add_argument(
@@ -201,6 +219,35 @@ def add_make_synthetic_command(
     return p
 
 
+def check_option(option: str, value: float, *, low: float | None = None, high: float | None = None) -> None:
+    """Raise a ``UserError`` naming ``option`` unless ``value`` is a finite number in ``[low, high]``."""
+    inside = math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
+    if not inside:
+        wanted = (
+            f"between {_number(low)} and {_number(high)}" if low is not None and high is not None
+            else f"at least {_number(low)}" if low is not None
+            else f"at most {_number(high)}" if high is not None
+            else "a finite number"
+        )
+        raise UserError(f"{option} must be {wanted}, got {_number(value)}")
+
+
+def _number(v: float) -> str:
+    return str(int(v)) if math.isfinite(v) and float(v).is_integer() else f"{v:g}"
+
+
+@contextlib.contextmanager
+def writing_output(out: str | Path, what: str) -> Iterator[None]:
+    """Turn what writing ``out`` can raise beyond a UserError into one line: the folder cannot be written
+    (``OSError``: a file in the way, no permission, a full disk) or the request does not fit in memory."""
+    try:
+        yield
+    except MemoryError:
+        raise UserError(f"{what}: not enough memory for this request; ask for fewer or smaller items") from None
+    except OSError as e:
+        raise UserError(f"{what}: cannot write {out}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")) from None
+
+
 def add_demo_command(
     sub: argparse._SubParsersAction,
     *,
@@ -296,23 +343,39 @@ def resolve_resume(args: argparse.Namespace) -> ResumeSpec:
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Call ``main(argv)``: user errors print one line and exit 2, preemption exits 75."""
+    """Call ``main(argv)``: user errors print one line and exit 2, preemption exits 75.
+
+    A run directory that the command created and that holds no checkpoint or logged step when it fails
+    (a wrong ``--data``, a config error found after the directory was made) is removed, and said so.
+    """
     ok = False
+    removed: list[Path] = []
     try:
-        code = main(argv)
+        with removing_unstarted_runs() as removed:
+            code = main(argv)
         ok = True
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        _say_removed(removed)
         return USER_ERROR_EXIT_CODE
     except Preempted as e:
         get_logger().warning("%s", e)
         return PREEMPTED_EXIT_CODE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        _say_removed(removed)
         return 130
+    except BaseException:
+        _say_removed(removed)
+        raise
     finally:
         try:
             shutdown(wait=ok)
         except Exception:  # the process group may already be broken; exiting matters more
             pass
     return int(code or 0)
+
+
+def _say_removed(removed: Sequence[Path]) -> None:
+    for run in removed:
+        print(f"removed {run}: the run failed before its first step and held nothing to resume", file=sys.stderr)

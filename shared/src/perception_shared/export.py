@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .extras import require_extra
 from .jsonio import write_json
 
 Format = Literal["onnx", "torchscript"]
@@ -29,6 +30,29 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
 class ExportError(UserError):
     """The exported model could not be written or does not reproduce PyTorch's outputs."""
+
+
+# What each step needs beyond torch: torch.onnx writes with onnx (and onnxscript, which its exporter imports);
+# onnxruntime runs the file (verify_export, run_exported). Every package's [export] extra brings all three.
+WRITE_MODULES = {"onnx": ("onnx", "onnxscript"), "torchscript": ()}
+RUN_MODULES = {"onnx": ("onnxruntime",), "torchscript": ()}
+
+
+def package_of(model: nn.Module) -> str:
+    """The distribution a model comes from, for the pip hint: its class's top-level module with ``-`` for
+    ``_`` (``gaze_estimation.models.GazeNet`` -> ``gaze-estimation``); ``shared`` for a plain torch module."""
+    top = type(model).__module__.split(".")[0]
+    return "shared" if top in ("torch", "perception_shared", "__main__") else top.replace("_", "-")
+
+
+def require_export_extra(fmt: str, package: str, *, write: bool = True, run: bool = True) -> None:
+    """Fail with one line naming the package's ``[export]`` extra and the pip command unless the modules
+    that exporting to ``fmt`` (``write``) and running the exported file (``run``) need are installed.
+
+    Call it first in a package's export command, before the checkpoint is read."""
+    modules = [*(WRITE_MODULES.get(fmt, ()) if write else ()), *(RUN_MODULES.get(fmt, ()) if run else ())]
+    if modules:
+        require_extra(modules, package=package, extra="export", what=f"{fmt} export")
 
 
 def preprocessing_path(model_path: str | Path) -> Path:
@@ -69,15 +93,18 @@ def export_model(
     preprocessing: dict[str, Any],
     output_keys: Sequence[str] | None = None,
     opset: int = 18,
+    package: str | None = None,
 ) -> Path:
     """Export ``model`` (in eval mode, on CPU) with dim 0 of every input and output dynamic.
 
     ``example_inputs`` should have a batch size of at least 2 (tracing with 1 can bake the size in).
     ``output_keys`` picks and orders the entries of a dict-returning model. Returns the model file; the
     preprocessing JSON (``preprocessing`` plus input/output names, shapes and dtypes) lands beside it.
+    ``package`` names the extra in the error when ONNX's packages are missing (default: ``package_of``).
     """
     if fmt not in FORMATS:
         raise ExportError(f"export format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    require_export_extra(fmt, package or package_of(model), run=False)
     inputs = tuple(t.detach().cpu() for t in _as_tuple(example_inputs))
     if len(inputs) != len(input_names):
         raise ValueError(f"{len(inputs)} example inputs but {len(input_names)} input names")
@@ -132,15 +159,18 @@ def export_model(
     return out
 
 
-def run_exported(path: str | Path, inputs: torch.Tensor | Sequence[torch.Tensor]) -> list[np.ndarray]:
-    """Run an exported file as a user would: ``onnxruntime`` (CPU) for .onnx, ``torch.jit.load`` otherwise."""
+def run_exported(
+    path: str | Path, inputs: torch.Tensor | Sequence[torch.Tensor], package: str = "shared"
+) -> list[np.ndarray]:
+    """Run an exported file as a user would: ``onnxruntime`` (CPU) for .onnx, ``torch.jit.load`` otherwise.
+
+    ``package`` names the extra in the error when onnxruntime is missing."""
     p = Path(path)
     arrays = [t.detach().cpu() for t in _as_tuple(inputs)]
     if p.suffix == ".onnx":
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ExportError("running an .onnx file needs the 'onnxruntime' package (pip install onnxruntime)") from None
+        require_export_extra("onnx", package, write=False)
+        import onnxruntime as ort
+
         session = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
         return [np.asarray(o) for o in session.run(None, {n: a.numpy() for n, a in zip(names, arrays)})]
@@ -161,6 +191,7 @@ def verify_export(
     atol: float = 1e-4,
     rtol: float = 1e-4,
     output_keys: Sequence[str] | None = None,
+    package: str | None = None,
 ) -> dict[str, Any]:
     """Compare the exported file with ``model`` on each input set (e.g. batch sizes 1 and 3).
 
@@ -177,7 +208,7 @@ def verify_export(
         tensors = _as_tuple(inputs)
         with torch.no_grad():
             expected = [o.numpy() for o in wrapped(*[t.cpu() for t in tensors])]
-        got = run_exported(path, tensors)
+        got = run_exported(path, tensors, package or package_of(model))
         batch = int(tensors[0].shape[0])
         worst_abs = worst_rel = 0.0
         for i, (a, b) in enumerate(zip(got, expected)):

@@ -1,15 +1,23 @@
-"""Run directories: one name on every rank, checked for writability and free space before any work."""
+"""Run directories: one name on every rank, checked for writability and free space before any work.
+
+A command that fails before its run took a step leaves no run directory behind: ``prepare_run_dir``
+records the directories it creates, and ``run_cli`` (``perception_shared.cli``) removes those of a failed
+command that hold no sign of training (see :func:`removing_unstarted_runs`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from .distributed import barrier, broadcast_object, is_main_process
 from .errors import RunDirError
+from .logging import close_logging
 
 MIN_FREE_MB_ENV = "PERCEPTION_MIN_FREE_MB"
 DEFAULT_MIN_FREE_MB = 200
@@ -70,8 +78,12 @@ def prepare_run_dir(output_dir: str | Path = "outputs", run_dir: str | Path | No
                 while target.exists():
                     target = base / f"{name}_{i}"
                     i += 1
+            existed = target.exists()
             check_writable_dir(target)
             chosen = str(target)
+            if not existed:
+                for created in _recorders:
+                    created.append(target)
         except RunDirError as e:
             error = str(e)
     chosen, error = broadcast_object((chosen, error))
@@ -79,3 +91,39 @@ def prepare_run_dir(output_dir: str | Path = "outputs", run_dir: str | Path | No
         raise RunDirError(error)
     barrier()
     return Path(chosen)  # type: ignore[arg-type]
+
+
+# Files that show a run has trained: a checkpoint (any *.pth) or the Trainer's progress.json (the last logged
+# step). Without them a run directory holds only its setup (log, config, manifest, split), nothing to resume.
+STARTED_MARKERS = ("progress.json",)
+_recorders: list[list[Path]] = []
+
+
+def has_started(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a checkpoint or a logged step (``progress.json``)."""
+    p = Path(run_dir)
+    return any((p / m).exists() for m in STARTED_MARKERS) or next(p.rglob("*.pth"), None) is not None
+
+
+@contextlib.contextmanager
+def removing_unstarted_runs() -> Iterator[list[Path]]:
+    """Remove the run directories that ``prepare_run_dir`` creates inside the block when the block fails
+    (an exception, a failed start) and they hold no trace of training (:func:`has_started`).
+
+    Yields the list of removed directories, filled when the block has failed. A directory that existed
+    before (``--run-dir`` of an earlier run, ``--resume``) is never removed.
+    """
+    created: list[Path] = []
+    removed: list[Path] = []
+    _recorders.append(created)
+    try:
+        yield removed
+    except BaseException:
+        for run in created:
+            if run.is_dir() and not has_started(run):
+                close_logging()  # the run's train.log is open in a handler
+                shutil.rmtree(run, ignore_errors=True)
+                removed.append(run)
+        raise
+    finally:
+        _recorders.remove(created)

@@ -1,3 +1,3 @@
 """Multi-dimensional image rating regression (14 perceptual dimensions) with timm backbones."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

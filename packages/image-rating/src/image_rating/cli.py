@@ -23,8 +23,10 @@ from perception_shared.cli import (
     add_train_command,
     add_validate_data_command,
     add_weights_command,
+    check_option,
     resolve_resume,
     run_cli,
+    writing_output,
 )
 from perception_shared.config import load_config, packaged_config_dir, resolve_config_path
 from perception_shared.distributed import init_distributed, is_main_process
@@ -71,10 +73,10 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Write OUT/images/*.png, OUT/per_image_Slider_mean_sd_from_wide.csv and the ground truth "
         "(OUT/synthetic_truth.json with the achievable r per dimension, OUT/synthetic_truth.csv).",
     )
-    p.add_argument("--n-images", type=int, default=160)
-    p.add_argument("--size", type=int, default=96, help="image side in pixels (default 96)")
-    p.add_argument("--raters", type=int, default=20, help="simulated raters per image (default 20)")
-    p.add_argument("--noise-scale", type=float, default=1.0, help="multiplies every dimension's rater noise sd")
+    p.add_argument("--n-images", type=int, default=160, help="number of images, at least 4 (default 160)")
+    p.add_argument("--size", type=int, default=96, help="image side in pixels, 16 to 4096 (default 96)")
+    p.add_argument("--raters", type=int, default=20, help="simulated raters per image, at least 2 (default 20)")
+    p.add_argument("--noise-scale", type=float, default=1.0, help="multiplies every dimension's rater noise sd (>= 0, default 1)")
 
     add_validate_data_command(
         sub,
@@ -93,10 +95,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = add_evaluate_command(
         sub,
-        description="Evaluate a run (RUN: its directory, using best_model.pth, or a checkpoint file) on its val "
-        "split, its train split, or every row of a data set (--split all, e.g. a held-out test set given with --data).",
+        description="Evaluate a run (RUN: its directory, using best_model.pth, or a checkpoint file) on its held-out "
+        "test split (default; the best epoch was chosen on val), its val or train split, or every row of a data set "
+        "(--split all, e.g. a separate test set given with --data). A run from before 0.3 has no test split: it "
+        "is evaluated on val with a warning.",
     )
-    p.add_argument("--split", default="val", choices=["val", "train", "all"], help="default: val")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["test", "val", "train", "all"],
+        help="default: test (held out from training and from choosing the best epoch)",
+    )
     p.add_argument("--n-boot", type=int, help="bootstrap resamples for the r intervals (default: eval.n_boot)")
 
     p = add_predict_command(
@@ -184,9 +193,11 @@ def _main(argv: Sequence[str] | None) -> int:
         if is_main_process():
             m = metrics["mean_over_dimensions"]
             print(
-                f"{metrics['n_samples']} images ({args.split}): mean r {m['pearson_r']:.3f}, MAE {m['mae']:.3f}, "
+                f"{metrics['split_note']}: mean r {m['pearson_r']:.3f}, MAE {m['mae']:.3f}, "
                 f"RMSE {m['rmse']:.3f}; backbone {metrics['weights']}; {metrics['settings']}"
             )
+            for w in metrics["warnings"]:
+                print(f"warning: {w}")
         return 0
     if args.command == "predict":
         from .predict import predict_images, summary_frame
@@ -238,7 +249,12 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "make-synthetic":
         from .synthetic import make_synthetic
 
-        try:
+        check_option("--n-images", args.n_images, low=4, high=1_000_000)
+        check_option("--size", args.size, low=16, high=4096)
+        check_option("--raters", args.raters, low=2, high=100_000)
+        check_option("--noise-scale", args.noise_scale, low=0)
+        check_option("--seed", args.seed, low=0)
+        with writing_output(args.out, "make-synthetic"):
             syn = make_synthetic(
                 args.out,
                 n_images=args.n_images,
@@ -247,8 +263,6 @@ def _main(argv: Sequence[str] | None) -> int:
                 noise_scale=args.noise_scale,
                 seed=args.seed,
             )
-        except ValueError as e:
-            raise UserError(str(e)) from None
         info = json.loads(syn.truth_json.read_text())
         print(f"{args.n_images} images ({args.size} px) and {syn.csv.name} in {Path(args.out)}")
         print(

@@ -41,7 +41,8 @@ class DataConfig:
     n_raters: int | None = None  # raters per image, if known: enables the noise-ceiling estimate
     check_images: Literal["decode", "exists"] = "decode"
     split_file: str | None = None  # a split JSON to reuse (e.g. from another run); null: make one
-    val_fraction: float = 0.2
+    val_fraction: float = 0.2  # selects the best epoch (and early stopping)
+    test_fraction: float = 0.15  # held out: what evaluate reports; 0: no test part (as before 0.3)
     split_seed: int = 42
     # Preprocessing: null takes the value from the pretrained config of the backbone's weights (timm's
     # input_size, crop_pct, interpolation, mean, std; see transforms.Preprocessing). A value set here
@@ -63,6 +64,11 @@ class DataConfig:
                 raise ValueError(f"data.{key} must contain '{{dim}}' exactly once, got {template!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.test_fraction < 1.0 or self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                f"data.test_fraction must be in [0, 1) and leave images for training beside data.val_fraction; got "
+                f"test_fraction {self.test_fraction}, val_fraction {self.val_fraction}"
+            )
         if self.image_size is not None and self.image_size < 8:
             raise ValueError(f"data.image_size must be at least 8, got {self.image_size}")
         if self.image_size is not None and self.resize_size is not None and self.resize_size < self.image_size:

@@ -1,4 +1,4 @@
-"""The ratings CSV, the image folder, the train/val split and the torch dataset.
+"""The ratings CSV, the image folder, the train/val/test split and the torch dataset.
 
 Ratings CSV (wide format, as ``per_image_Slider_mean_sd_from_wide.csv``): one row per image; a column
 with the image's file name (``data.image_column``, default ``image``), relative to the image folder (an
@@ -42,6 +42,7 @@ from .config import DataConfig
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 SPLIT_FORMAT = "image-rating-split/1"
 SPLIT_JSON = "split.json"
+SPLIT_PARTS = ("train", "val", "test")
 
 log = get_logger("image_rating.data")
 
@@ -344,29 +345,54 @@ def load_ratings(
 # ----- split ---------------------------------------------------------------------------------------
 
 
-def make_split(names: Sequence[str], val_fraction: float = 0.2, seed: int = 42) -> dict[str, Any]:
-    """A seeded random split by image; depends only on the set of names, not on the CSV's row order."""
+def make_split(
+    names: Sequence[str], val_fraction: float = 0.2, seed: int = 42, test_fraction: float = 0.15
+) -> dict[str, Any]:
+    """A seeded random split by image into train, val (selects the best epoch) and test (reported, never
+    seen in training or selection); depends only on the set of names, not on the CSV's row order.
+
+    val is drawn first, so a split with ``test_fraction`` 0 has the val part of earlier versions.
+    """
     ordered = sorted(set(names))
-    if len(ordered) < 2:
-        raise DataError(f"need at least 2 images to split into train and val, got {len(ordered)}")
-    n_val = min(max(int(round(len(ordered) * val_fraction)), 1), len(ordered) - 1)
-    perm = np.random.default_rng(seed).permutation(len(ordered))
+    n = len(ordered)
+    n_val = max(int(round(n * val_fraction)), 1)
+    n_test = max(int(round(n * test_fraction)), 1) if test_fraction > 0 else 0
+    if n - n_val - n_test < 1:
+        raise DataError(
+            f"{n} image(s) cannot be split into train, val ({val_fraction:g}) and test ({test_fraction:g}) parts of at "
+            "least one image each; use more images or lower data.val_fraction / data.test_fraction"
+        )
+    perm = np.random.default_rng(seed).permutation(n)
     val = sorted(ordered[i] for i in perm[:n_val])
-    train = sorted(ordered[i] for i in perm[n_val:])
-    return {"format": SPLIT_FORMAT, "seed": seed, "val_fraction": val_fraction, "train": train, "val": val}
+    test = sorted(ordered[i] for i in perm[n_val : n_val + n_test])
+    train = sorted(ordered[i] for i in perm[n_val + n_test :])
+    return {
+        "format": SPLIT_FORMAT,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "train": train,
+        "val": val,
+        "test": test,
+    }
 
 
 def save_split(split: dict[str, Any], path: str | Path) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     data = dict(split)
-    data["n_train"], data["n_val"] = len(split["train"]), len(split["val"])
+    for key in SPLIT_PARTS:
+        if key in split:
+            data[f"n_{key}"] = len(split[key])
     p.write_text(json.dumps(data, indent=1) + "\n")
     return p
 
 
 def load_split(path: str | Path) -> dict[str, Any]:
-    """Read a split JSON; train/val must be disjoint lists of image names."""
+    """Read a split JSON; train, val and (since 0.3) test must be disjoint lists of image names.
+
+    A split without ``test`` comes from an older run: it is returned as it is (see ``has_test``).
+    """
     p = Path(path)
     if not p.is_file():
         raise DataError(f"split file {p} does not exist")
@@ -376,43 +402,56 @@ def load_split(path: str | Path) -> dict[str, Any]:
         raise DataError(f"split file {p} is not valid JSON: {e}") from None
     if not isinstance(data, dict) or data.get("format") != SPLIT_FORMAT:
         raise DataError(f'split file {p} is not an image-rating split (expected "format": "{SPLIT_FORMAT}")')
-    for key in ("train", "val"):
+    for key in SPLIT_PARTS:
+        if key == "test" and key not in data:
+            continue
         if not isinstance(data.get(key), list) or not all(isinstance(x, str) for x in data[key]):
             raise DataError(f"split file {p}: {key!r} must be a list of image names")
-    both = sorted(set(data["train"]) & set(data["val"]))
-    if both:
-        raise DataError(f"split file {p}: {len(both)} image(s) are in both train and val, e.g. {both[0]}")
+    present = [k for k in SPLIT_PARTS if k in data]
+    for i, a in enumerate(present):
+        for b in present[i + 1 :]:
+            both = sorted(set(data[a]) & set(data[b]))
+            if both:
+                raise DataError(f"split file {p}: {len(both)} image(s) are in both {a} and {b}, e.g. {both[0]}")
     return data
+
+
+def has_test(split: dict[str, Any]) -> bool:
+    """Whether ``split`` holds a held-out test part (runs of image-rating before 0.3 have train and val only)."""
+    return bool(split.get("test"))
 
 
 def apply_split(
     table: RatingsTable, split: dict[str, Any], source: str = "the split"
 ) -> tuple[RatingsTable, RatingsTable]:
-    """The train and val rows of ``table``.
+    """The train and val rows of ``table`` (see ``split_part``); table rows in no part are left out with a warning."""
+    have = set(table.names)
+    unused = len(have.difference(*(split.get(k, []) for k in SPLIT_PARTS)))
+    if unused:
+        log.warning("%s: %d image(s) of %s are in no part of the split and are not used", source, unused, table.source)
+    return split_part(table, split, "train", source), split_part(table, split, "val", source)
 
-    A split name that the table lacks is an error, unless its row was skipped as bad (``--skip-bad``);
-    table rows in neither part are left out with a warning.
+
+def split_part(table: RatingsTable, split: dict[str, Any], key: str, source: str = "the split") -> RatingsTable:
+    """The rows of ``table`` in part ``key`` (train, val or test) of ``split``.
+
+    A split name that the table lacks is an error, unless its row was skipped as bad (``--skip-bad``).
     """
     have = set(table.names)
     skipped = set(table.skipped)
-    parts = []
-    for key in ("train", "val"):
-        wanted = split[key]
-        unknown = [n for n in wanted if n not in have and n not in skipped]
-        if unknown:
-            raise DataError(
-                f"{source}: {len(unknown)} {key} image(s) are not in {table.source}, e.g. " + ", ".join(unknown[:5])
-            )
-        dropped = sum(1 for n in wanted if n in skipped)
-        if dropped:
-            log.warning("%s: %d %s image(s) were skipped as bad rows", source, dropped, key)
-        parts.append(table.select([n for n in wanted if n in have]))
-    unused = len(have - set(split["train"]) - set(split["val"]))
-    if unused:
-        log.warning("%s: %d image(s) of %s are in neither train nor val and are not used", source, unused, table.source)
-    if len(parts[0]) == 0 or len(parts[1]) == 0:
-        raise DataError(f"{source}: the train or val part is empty after matching it to {table.source}")
-    return parts[0], parts[1]
+    wanted = split.get(key) or []
+    unknown = [n for n in wanted if n not in have and n not in skipped]
+    if unknown:
+        raise DataError(
+            f"{source}: {len(unknown)} {key} image(s) are not in {table.source}, e.g. " + ", ".join(unknown[:5])
+        )
+    dropped = sum(1 for n in wanted if n in skipped)
+    if dropped:
+        log.warning("%s: %d %s image(s) were skipped as bad rows", source, dropped, key)
+    part = table.select([n for n in wanted if n in have])
+    if len(part) == 0:
+        raise DataError(f"{source}: the {key} part is empty after matching it to {table.source}")
+    return part
 
 
 # ----- dataset -------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 backbone at RANDOM INIT, nothing downloaded), which the summary states.
 
 The synthetic data's achievable r per dimension is known, so the demo also writes ``comparison.csv``:
-the val r the model reached, its bootstrap interval, the achievable r and the noise ceiling that the
+the held-out test r the model reached (the best epoch was chosen on val), its bootstrap interval, the achievable r and the noise ceiling that the
 evaluation estimated from the CSV's sd columns alone (it should match the achievable r).
 """
 
@@ -66,7 +66,7 @@ def _run_demo(out: Path, device: str, config: str, overrides: list[str]) -> dict
         raise DataError("the demo's synthetic data fail validate-data: " + "; ".join(validation.problems[:3]))
     ctx = init_distributed(device)
     result = train(cfg, run_dir=out / "run", ctx=ctx)
-    metrics = evaluate_run(result.run_dir, split="val", out_dir=out / "evaluation", ctx=ctx)
+    metrics = evaluate_run(result.run_dir, split="test", out_dir=out / "evaluation", ctx=ctx)
     sample = syn.root / "predict_list.txt"  # a file list, paths relative to the list's folder
     sample.write_text("".join(f"images/{p.name}\n" for p in sorted(syn.images_dir.iterdir())[:8]))
     predictions = predict_images(result.run_dir, [sample], out_csv=out / "predictions.csv", device=device)
@@ -105,12 +105,14 @@ def _run_demo(out: Path, device: str, config: str, overrides: list[str]) -> dict
             "comparison": str(out / "comparison.csv"),
         },
         "metrics": {
-            "n_val_images": metrics["n_samples"],
+            "split": metrics["split_note"],
+            "n_test_images": metrics["n_samples"],
             "epochs": result.epochs_completed,
-            "val_mean_pearson_r": metrics["mean_over_dimensions"]["pearson_r"],
-            "val_mean_mae": metrics["mean_over_dimensions"]["mae"],
-            "val_easy_dims_mean_pearson_r": float(easy["pearson_r"].mean()),
-            "val_brightness_pearson_r": per_dim["Brightness"]["pearson_r"],
+            "best_epoch": result.best_epoch,
+            "test_mean_pearson_r": metrics["mean_over_dimensions"]["pearson_r"],
+            "test_mean_mae": metrics["mean_over_dimensions"]["mae"],
+            "test_easy_dims_mean_pearson_r": float(easy["pearson_r"].mean()),
+            "test_brightness_pearson_r": per_dim["Brightness"]["pearson_r"],
             "achievable_brightness_r": truth["Brightness"]["achievable_r"],
             "n_predicted_images": len(predictions),
             "validate_data_ms_per_image": validation.to_dict()["ms_per_image"],
@@ -126,8 +128,9 @@ def format_summary(summary: dict[str, Any], comparison_csv: str | Path) -> str:
     lines = [
         f"image-rating demo: wall time {summary['seconds']:.1f} s",
         f"{summary['settings']}: {m['epochs']} epochs on synthetic data; backbone {summary['weights']}",
-        f"val split ({m['n_val_images']} images): mean r over 14 dimensions {m['val_mean_pearson_r']:.3f}, "
-        f"easy dimensions {m['val_easy_dims_mean_pearson_r']:.3f}, Brightness {m['val_brightness_pearson_r']:.3f} "
+        f"{m['split']}",
+        f"mean r over 14 dimensions {m['test_mean_pearson_r']:.3f}, "
+        f"easy dimensions {m['test_easy_dims_mean_pearson_r']:.3f}, Brightness {m['test_brightness_pearson_r']:.3f} "
         f"(achievable {m['achievable_brightness_r']:.3f})",
         "per dimension (r [95% CI] vs achievable):",
     ]

@@ -2,13 +2,18 @@
 
 Writes, into ``<run_dir>/evaluation_<split>/`` by default:
 
-* ``metrics.json``: ``n_samples``, the checkpoint, split, backbone, the weights the run started from
+* ``metrics.json``: ``n_samples``, the checkpoint, the split shown and what it is (``split_note``: held
+  out, or also the split that chose the best epoch), backbone, the weights the run started from
   (identifier, source, sha256, or RANDOM INIT), the preprocessing, the means over dimensions and every
   dimension's metrics (see ``report``);
 * ``per_dimension_metrics.csv`` / ``.png``; ``predictions.csv`` (observed and predicted mean rating per
   image); ``scatter.png``.
 
-On the run's own split (``val``/``train``) the data must be those the run was trained on: their hashes
+The default is the run's held-out ``test`` split: the best epoch was chosen on ``val``, so val numbers
+are optimistic. A run from before image-rating 0.3 has no test split: it is evaluated on val with a
+warning (in the log and in ``metrics.json``'s ``warnings``).
+
+On the run's own splits (``test``/``val``/``train``) the data must be those the run was trained on: their hashes
 are compared with the run's ``manifest.json`` and a difference is an error unless ``allow_data_mismatch``
 (then it is recorded in ``metrics.json``). ``--split all`` on another data set (a held-out test set) is
 a new data set on purpose and is not compared.
@@ -40,22 +45,24 @@ from perception_shared.samplers import make_eval_loader
 
 from . import __version__
 from .config import DataConfig, RatingConfig
-from .data import RatingImageDataset, RatingsTable, apply_split, load_ratings
+from .data import RatingImageDataset, has_test, load_ratings, split_part
 from .models import RatingModel, build_model
 from .report import (
     TOY_NOTE,
     describe_weights,
+    figure_sub,
     per_dimension_metrics,
     plot_per_dimension,
     plot_scatter,
     predictions_frame,
+    split_note,
     summary_means,
 )
 from .scaler import TargetScaler
 from .transforms import Preprocessing, build_eval_transform
 
 log = get_logger("image_rating.evaluate")
-SPLITS = ("val", "train", "all")
+SPLITS = ("test", "val", "train", "all")
 
 
 @torch.no_grad()
@@ -143,19 +150,26 @@ def check_training_data(trained: TrainedModel, data: DataConfig, allow: bool) ->
     return check_same_data({str(trained.run_dir): manifest, "the data evaluated now": current}, allow=allow)
 
 
-def _select(table: RatingsTable, split: dict[str, list[str]], which: str, source: str) -> RatingsTable:
+def resolve_split(split: dict[str, list[str]], which: str, source: str) -> tuple[str, str | None]:
+    """``(split to evaluate, warning or None)``: ``which``, except ``test`` of a run without one (trained
+    before image-rating 0.3), which falls back to ``val`` with a warning that val also chose the best epoch."""
     if which == "all":
-        return table
+        return which, None
     if not split.get("train") and not split.get("val"):
         raise UserError(f"{source} stores no train/val split; use --split all")
-    train, val = apply_split(table, split, source)
-    return train if which == "train" else val
+    if which == "test" and not has_test(split):
+        return "val", (
+            f"{source} has no held-out test split (trained before image-rating 0.3): evaluated on its val split, "
+            "which also chose the best epoch, so the numbers are optimistic; retrain for a held-out test split, "
+            "or evaluate a separate test set with --data DIR --split all"
+        )
+    return which, None
 
 
 def evaluate_run(
     run: str | Path,
     *,
-    split: str = "val",
+    split: str = "test",
     data_root: str | Path | None = None,
     out_dir: str | Path | None = None,
     device: str = "auto",
@@ -168,8 +182,8 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate a run (its directory: the best checkpoint; or a checkpoint file) and write the files above.
 
-    ``split``: ``val`` / ``train`` (the split stored in the checkpoint, on the run's data, checked
-    against its manifest) or ``all`` (every valid row of the CSV, e.g. a separate test set given with
+    ``split``: ``test`` (held out; ``val`` with a warning for runs without one) / ``val`` / ``train`` (the
+    split stored in the checkpoint, on the run's data, checked against its manifest) or ``all`` (every valid row of the CSV, e.g. a separate test set given with
     ``data_root``). Returns the metrics dict (on every rank).
     """
     if split not in SPLITS:
@@ -183,9 +197,13 @@ def evaluate_run(
         differences = broadcast_object(check_training_data(trained, data, allow_data_mismatch) if ctx.is_main else [])
         for d in differences:
             log.warning("evaluating on other data than the run was trained on (--allow-data-mismatch): %s", d)
+    shown, warning = resolve_split(trained.split, split, str(trained.checkpoint))
+    if warning:
+        log.warning("%s", warning)
     policy = BadInputPolicy(skip=skip_bad)
     table = load_ratings(data, policy, dimensions=list(trained.scaler.dimensions))
-    table = _select(table, trained.split, split, str(trained.checkpoint))
+    if shown != "all":
+        table = split_part(table, trained.split, shown, str(trained.checkpoint))
 
     pre = trained.preprocessing
     dataset = RatingImageDataset(table.paths, None, build_eval_transform(pre), decode_min_size=pre.resize_size)
@@ -195,14 +213,16 @@ def evaluate_run(
         num_workers=data.num_workers if num_workers is None else num_workers,
         pin_memory=ctx.device.type == "cuda",
     )
-    idx, z = run_inference(trained.model, loader, ctx.device, desc=f"evaluate {split}")
+    idx, z = run_inference(trained.model, loader, ctx.device, desc=f"evaluate {shown}")
     idx, z = gather_by_index(idx, z)
     if len(idx) != len(table):
-        raise RuntimeError(f"evaluated {len(idx)} images but the {split} split has {len(table)}")
+        raise RuntimeError(f"evaluated {len(idx)} images but the {shown} split has {len(table)}")
     pred = trained.scaler.inverse_transform(z.double().numpy())
-    out = Path(out_dir) if out_dir is not None else trained.run_dir / f"evaluation_{split}"
+    out = Path(out_dir) if out_dir is not None else trained.run_dir / f"evaluation_{shown}"
     boot = cfg.eval.n_boot if n_boot is None else n_boot
     result: dict[str, Any] = {}
+    n_val = len(trained.split.get("val", []))
+    note = split_note(shown, len(idx), n_val, str(data.csv_path))
     if ctx.is_main:
         df = per_dimension_metrics(
             pred,
@@ -219,7 +239,10 @@ def evaluate_run(
             "package": "image-rating",
             "version": __version__,
             "n_samples": int(len(idx)),
-            "split": split,
+            "split": shown,
+            "requested_split": split,
+            "split_note": note,
+            "warnings": [warning] if warning else [],
             "checkpoint": str(trained.checkpoint),
             "epoch": trained.epoch,
             "backbone": cfg.model.backbone,
@@ -227,7 +250,7 @@ def evaluate_run(
             "weights_record": trained.weights,
             "preprocessing": pre.to_dict(),
             "settings": TOY_NOTE if trained.toy else "research config",
-            "selection": f"best epoch by {cfg.loop.monitor} ({cfg.loop.mode})",
+            "selection": f"best epoch by {cfg.loop.monitor} ({cfg.loop.mode}) on the val split (n={n_val})",
             "ratings_csv": str(data.csv_path),
             "images_dir": str(data.images_path),
             "data_differences": differences,
@@ -238,25 +261,18 @@ def evaluate_run(
                 row["dimension"]: {k: v for k, v in row.items() if k != "dimension"} for row in df.to_dict("records")
             },
         }
-        if split == "val":
-            result["note"] = (
-                "the val split also chose the best epoch; report a held-out test set (--split all) as final"
-            )
         result = json_ready(result)  # plain numbers; NaN (r of a constant column) becomes null
         write_json(out / "metrics.json", result)
         df.to_csv(out / "per_dimension_metrics.csv", index=False, float_format="%.6g")
-        title = f"{describe_weights(trained.weights)}\n{split} split (n={len(idx)})" + (
-            f"; {TOY_NOTE}" if trained.toy else ""
-        )
-        plot_per_dimension(df, out / "per_dimension_metrics.png", title)
-        plot_scatter(pred, table.means, table.dimensions, out / "scatter.png", title)
+        sub = figure_sub(trained.run_dir.name, trained.toy, trained.weights, note)
+        plot_per_dimension(df, out / "per_dimension_metrics.png", f"Per-dimension accuracy on the {shown} images", sub)
+        plot_scatter(pred, table.means, table.dimensions, out / "scatter.png", sub=sub)
         predictions_frame(table.names, pred, table.dimensions, table.means).to_csv(
             out / "predictions.csv", index=False, float_format="%.8g"
         )
         log.info(
-            "%s split: %d images; mean over %d dimensions: r %.3f, MAE %.3f, RMSE %.3f; backbone %s%s -> %s",
-            split,
-            len(idx),
+            "%s: mean over %d dimensions: r %.3f, MAE %.3f, RMSE %.3f; backbone %s%s -> %s",
+            note,
             len(table.dimensions),
             means["pearson_r"],
             means["mae"],

@@ -22,7 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from perception_shared.export import default_export_path, export_model, preprocessing_path, verify_export
+from perception_shared.export import (
+    default_export_path,
+    export_model,
+    preprocessing_path,
+    require_export_extra,
+    verify_export,
+)
 from perception_shared.logging import get_logger
 
 from .evaluate import load_trained
@@ -58,7 +64,10 @@ def export_run(
     opset: int = 18,
     check: bool = True,
 ) -> dict[str, Any]:
-    """Export the model of ``run`` (a run directory or checkpoint file); returns the paths and the check."""
+    """Export the model of ``run`` (a run directory or checkpoint file); returns the paths and the check.
+
+    ONNX needs the ``[export]`` extra: checked first, so a missing package is one line with the pip command."""
+    require_export_extra(fmt, "image-rating", run=check)
     trained = load_trained(run, "cpu")
     pre = trained.preprocessing
     predictor = RatingPredictor(trained.model.float(), trained.scaler).eval()

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from perception_shared.figures import Quantity, plt, run_status, save_figure, set_header, set_title, subtitle
 from perception_shared.metrics import bootstrap_ci, mae, pearson_r, rmse
-from perception_shared.plotting import plt
+from perception_shared.plotting import Series, plot_history
 from perception_shared.pretrained import WeightsSource
 
 TOY_NOTE = "TOY SETTINGS (demo/test config, not a research result)"
@@ -31,9 +32,20 @@ TOY_NOTE = "TOY SETTINGS (demo/test config, not a research result)"
 def describe_weights(weights: dict[str, Any] | WeightsSource) -> str:
     """One line for logs and reports: the identifier, where the file came from and its sha256, or RANDOM INIT."""
     w = weights.to_dict() if isinstance(weights, WeightsSource) else weights
-    if not w.get("pretrained", w.get("kind") != "random"):
+    if not is_pretrained(w):
         return f"{w['identifier']}: RANDOM INIT (pretrained: false; no ImageNet weights)"
     return f"{w['identifier']} from {w['kind']} {w['path']} (sha256 {w['sha256']})"
+
+
+def is_pretrained(weights: dict[str, Any] | WeightsSource) -> bool:
+    w = weights.to_dict() if isinstance(weights, WeightsSource) else weights
+    return bool(w.get("pretrained", w.get("kind") != "random"))
+
+
+def figure_sub(run_name: str, toy: bool, weights: dict[str, Any] | WeightsSource, shown: str) -> str:
+    """A figure's subtitle: run, TOY / RANDOM INIT status, the split shown (``split_note``), the weights."""
+    status = run_status(toy=toy, random_init=not is_pretrained(weights))
+    return subtitle(run_name, status, f"{shown}\nbackbone {describe_weights(weights)}")
 
 
 def noise_ceiling_r(means: np.ndarray, sds: np.ndarray, n_raters: int) -> np.ndarray:
@@ -92,41 +104,87 @@ def summary_means(df: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def plot_per_dimension(df: pd.DataFrame, path: str | Path, title: str = "per-dimension performance") -> Path:
-    """Bars of r (with bootstrap interval and, if known, the noise ceiling), MAE and RMSE per dimension."""
+# Axis labels of image-rating's metric keys (beside perception_shared.figures.QUANTITIES)
+LABELS = {
+    "loss": Quantity("training objective: MSE", "standardized rating\u00b2"),
+    "mae": Quantity("MAE", "rating units"),
+    "rmse": Quantity("RMSE", "rating units"),
+    "pearson_r": Quantity("Pearson r (mean over dimensions)"),
+}
+
+
+def split_note(shown: str, n: int, n_val: int | None = None, source: str = "") -> str:
+    """What a report shows and what chose the model: ``test split (n=45, held out) · best epoch chosen on val``."""
+    chosen = f"val split (n={n_val})" if n_val else "the val split"
+    if shown == "test":
+        return f"test split (n={n}, held out: not used for training or selection) \u00b7 best epoch chosen on {chosen}"
+    if shown == "val":
+        return f"val split (n={n}), which also chose the best epoch: optimistic, not a held-out result"
+    if shown == "train":
+        return f"train split (n={n}): the images the model was fit on"
+    return f"every row of {source or 'the data set'} (n={n}) \u00b7 best epoch chosen on the run's {chosen}"
+
+
+def plot_training_history(
+    history: Sequence[dict[str, Any]],
+    path: str | Path,
+    run_name: str,
+    toy: bool,
+    weights: dict[str, Any] | WeightsSource,
+    best_epoch: int | None,
+) -> Path:
+    """``training_history.png`` with image-rating's labels, the mean predictor as reference lines and the best epoch."""
+    return plot_history(
+        history,
+        path,
+        "Training history (means over dimensions; val: the split that chooses the best epoch)",
+        run_name=run_name,
+        status=run_status(toy=toy, random_init=not is_pretrained(weights)),
+        labels=LABELS,
+        series={
+            "val/mean_predictor_mae": Series("mae", "mean predictor (training means)"),
+            "val/mean_predictor_rmse": Series("rmse", "mean predictor (training means)"),
+        },
+        constants=["val/mean_predictor_mae", "val/mean_predictor_rmse"],
+        best_epoch=best_epoch,
+    )
+
+
+def plot_per_dimension(df: pd.DataFrame, path: str | Path, title: str = "per-dimension performance", sub: str = "") -> Path:
+    """Pearson r per dimension (bootstrap interval, noise ceiling if known), MAE and RMSE (with the sd of the
+    observed means: the RMSE of always predicting their mean), one panel each, dimensions shared."""
     dims = df["dimension"].tolist()
     x = np.arange(len(dims))
-    fig, axes = plt.subplots(1, 3, figsize=(max(10.0, 0.9 * len(dims) * 1.6), 4.2))
+    fig, axes = plt.subplots(3, 1, figsize=(max(8.0, 0.55 * len(dims) + 2.0), 9.0), sharex=True, layout="constrained")
     r = df["pearson_r"].to_numpy()
     lo, hi = df["r_ci_low"].to_numpy(), df["r_ci_high"].to_numpy()
     has_ci = np.isfinite(lo).any()
-    axes[0].bar(x, r, color="tab:blue")
+    axes[0].bar(x, r, color="tab:blue", label="Pearson r")
     if has_ci:  # drawn from its ends: a percentile interval need not contain the estimate
-        axes[0].vlines(x, lo, hi, color="black", lw=1)
+        axes[0].vlines(x, lo, hi, color="black", lw=1, label=f"{_percent(df)} bootstrap interval")
         axes[0].scatter(np.r_[x, x], np.r_[lo, hi], marker="_", s=30, color="black", lw=1)
-    r_title = "Pearson r" + (f" ({_percent(df)} bootstrap CI)" if has_ci else "")
     if "noise_ceiling_r" in df:
-        axes[0].scatter(x, df["noise_ceiling_r"], marker="_", s=200, color="tab:red", zorder=3)
-        r_title += "; red \u2014 noise ceiling"
+        axes[0].scatter(x, df["noise_ceiling_r"], marker="_", s=250, color="tab:red", zorder=3, lw=2,
+                        label="noise ceiling (rater noise)")
     low = np.nanmin(np.r_[r, lo if has_ci else r, 0.0])
-    axes[0].set_ylim(min(-0.1, float(low) - 0.05), 1.0)
+    axes[0].set_ylim(min(-0.1, float(low) - 0.05), 1.05)
     axes[0].axhline(0, color="grey", lw=0.8)
-    axes[0].set_title(r_title, fontsize=10)
-    axes[1].bar(x, df["mae"], color="tab:orange")
-    axes[1].set_title("MAE (rating units)", fontsize=10)
-    axes[2].bar(x, df["rmse"], color="tab:red")
-    axes[2].scatter(x, df["target_sd"], marker="_", s=200, color="black", zorder=3)
-    axes[2].set_title("RMSE (rating units); \u2014 sd of the targets", fontsize=10)
-    for ax in axes:
-        ax.set_xticks(x)
-        ax.set_xticklabels(dims, rotation=60, ha="right", fontsize=8)
+    axes[0].set_ylabel("Pearson r")
+    axes[1].bar(x, df["mae"], color="tab:orange", label="MAE")
+    axes[1].set_ylabel("MAE (rating units)")
+    axes[2].bar(x, df["rmse"], color="tab:red", label="RMSE")
+    axes[2].scatter(x, df["target_sd"], marker="_", s=250, color="black", zorder=3, lw=2,
+                    label="sd of observed means (RMSE of predicting their mean)")
+    axes[2].set_ylabel("RMSE (rating units)")
+    for ax, name in zip(axes, ("Correlation with the observed mean rating", "Mean absolute error", "Root-mean-square error")):
+        set_title(ax, name)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    p = Path(path)
-    fig.savefig(p, dpi=100)
-    plt.close(fig)
-    return p
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes[2].set_xticks(x)
+    axes[2].set_xticklabels(dims, rotation=45, ha="right", fontsize=8)
+    fig.supxlabel("dimension", fontsize=9)
+    set_header(fig, title, sub)
+    return save_figure(fig, path)
 
 
 def _percent(df: pd.DataFrame) -> str:
@@ -134,31 +192,31 @@ def _percent(df: pd.DataFrame) -> str:
 
 
 def plot_scatter(
-    pred: np.ndarray, target: np.ndarray, dimensions: Sequence[str], path: str | Path, title: str = ""
+    pred: np.ndarray, target: np.ndarray, dimensions: Sequence[str], path: str | Path, title: str = "", sub: str = ""
 ) -> Path:
-    """Predicted against observed mean rating, one panel per dimension, with the identity line."""
+    """Predicted against observed mean rating, one panel per dimension (same scale on both axes), with the
+    identity line; each panel's title gives its Pearson r."""
     n = len(dimensions)
     cols = min(n, 5)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols + 0.6, 2.5 * rows + 1.2), squeeze=False, layout="constrained")
     for j, (ax, d) in enumerate(zip(axes.flat, dimensions)):
         t, p = target[:, j], pred[:, j]
-        ax.scatter(t, p, s=6, alpha=0.6)
+        ax.scatter(t, p, s=6, alpha=0.6, color="tab:blue")
         lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
-        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
-        ax.set_title(f"{d} (r={float(pearson_r(p, t)):.2f})", fontsize=8)
+        pad = 0.05 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", lw=0.8)
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_aspect("equal")
+        set_title(ax, f"{d} (r = {float(pearson_r(p, t)):.2f})", fontsize=8)
         ax.tick_params(labelsize=6)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.supxlabel("observed mean rating", fontsize=9)
-    fig.supylabel("predicted", fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    p = Path(path)
-    fig.savefig(p, dpi=100)
-    plt.close(fig)
-    return p
+    fig.supxlabel("observed mean rating (rating units)", fontsize=9)
+    fig.supylabel("predicted mean rating (rating units)", fontsize=9)
+    set_header(fig, title or "Predicted against observed mean rating (grey: identity)", sub)
+    return save_figure(fig, path)
 
 
 def predictions_frame(

@@ -3,10 +3,13 @@
 A run directory (``outputs/run_YYYYMMDD_HHMMSS/`` by default) gets, besides what ``Trainer`` writes
 (``config.yaml``, checkpoints, ``training_history.csv``/``.png``, ``metrics.csv``, ``tensorboard/``):
 
-* ``split.json``: the train/val image names (reused on resume, or by another run via ``data.split_file``);
+* ``split.json``: the train, val and held-out test image names (reused on resume, or by another run via
+  ``data.split_file``); val chooses the best epoch, test is what ``evaluate`` reports;
 * ``target_scaler.json``: per-dimension mean and sd of the training ratings;
 * ``per_dimension_performance.csv`` / ``.png``: Pearson r (bootstrap interval), MAE and RMSE per
-  dimension on the val split, in rating units, for ``best_model.pth``; ``val_predictions.csv``;
+  dimension on the val split (which chose the epoch: optimistic), in rating units, for ``best_model.pth``;
+  ``val_predictions.csv``; ``training_history.png`` redrawn with the best epoch, the mean predictor's
+  MAE and RMSE as reference lines, and the run's status;
 * ``manifest.json`` (written by the ``Trainer``): command line, config, versions, git state, the data
   files with their hashes, the backbone weights (identifier, source, sha256), seeds, device, times.
 
@@ -47,15 +50,17 @@ from perception_shared.pretrained import (
 from perception_shared.runs import prepare_run_dir
 from perception_shared.samplers import make_eval_loader, make_train_loader
 from perception_shared.seed import seed_everything
-from perception_shared.training import StepInfo, StepOutput, Trainer
+from perception_shared.training import HISTORY_PNG, StepInfo, StepOutput, Trainer
 
 from . import __version__
 from .config import OPTIMIZERS, SCHEDULERS, OptimConfig, RatingConfig, SchedConfig
 from .data import (
     SPLIT_JSON,
+    SPLIT_PARTS,
     RatingImageDataset,
     RatingsTable,
     apply_split,
+    has_test,
     load_ratings,
     load_split,
     make_split,
@@ -63,7 +68,16 @@ from .data import (
 )
 from .evaluate import run_inference
 from .models import PACKAGE, WEIGHTS_KEY, RatingModel, build_model, param_groups
-from .report import TOY_NOTE, describe_weights, per_dimension_metrics, plot_per_dimension, predictions_frame
+from .report import (
+    TOY_NOTE,
+    describe_weights,
+    figure_sub,
+    per_dimension_metrics,
+    plot_per_dimension,
+    plot_training_history,
+    predictions_frame,
+    split_note,
+)
 from .scaler import SCALER_JSON, TargetScaler
 from .transforms import build_eval_transform, build_train_transform, resolve_preprocessing
 
@@ -139,8 +153,15 @@ def _resolve_split(cfg: RatingConfig, table: RatingsTable, run_dir: Path, ctx: D
         split = load_split(run_dir / SPLIT_JSON)
         log.info("split: reusing %s", run_dir / SPLIT_JSON)
     else:
-        split = make_split(table.names, cfg.data.val_fraction, cfg.data.split_seed)
-        log.info("split: new seeded split (seed %d, val fraction %.2f)", cfg.data.split_seed, cfg.data.val_fraction)
+        split = make_split(table.names, cfg.data.val_fraction, cfg.data.split_seed, cfg.data.test_fraction)
+        log.info(
+            "split: new seeded split (seed %d, val fraction %.2f, test fraction %.2f)",
+            cfg.data.split_seed,
+            cfg.data.val_fraction,
+            cfg.data.test_fraction,
+        )
+    if not has_test(split):
+        log.warning("split: no held-out test part; evaluate will report on val, which also chooses the best epoch")
     if ctx.is_main:
         save_split(split, run_dir / SPLIT_JSON)
     return split
@@ -227,11 +248,12 @@ def train(
     if ctx.is_main:
         scaler.save(scaler_path)
     log.info(
-        "%d dimensions (%s); %d training and %d validation images",
+        "%d dimensions (%s); %d training, %d validation (best epoch) and %d held-out test images",
         len(table.dimensions),
         ", ".join(table.dimensions),
         len(train_table),
         len(val_table),
+        len(split.get("test", [])),
     )
 
     data = cfg.data
@@ -247,12 +269,20 @@ def train(
         train_ds, data.batch_size, seed=cfg.seed, num_workers=data.num_workers, drop_last=data.drop_last, pin_memory=pin
     )
     if len(train_loader) == 0:
+        fits = max(len(train_ds) // ctx.world_size, 1)
         raise ConfigError(
             f"the training split has {len(train_ds)} images, fewer than data.batch_size {data.batch_size} x "
-            f"{ctx.world_size} process(es) with data.drop_last; lower data.batch_size"
+            f"{ctx.world_size} process(es) with data.drop_last; use --set data.batch_size={fits} (or "
+            "--set data.drop_last=false), or --config demo for a toy run on a small data set"
         )
     val_loader = make_eval_loader(val_ds, data.eval_batch_size, num_workers=data.num_workers, pin_memory=pin)
     val_z = scaler.transform(val_table.means)
+    # The training means as the prediction for every image: the floor a model must beat (constant per run)
+    mean_pred = np.broadcast_to(scaler.inverse_transform(np.zeros((1, len(table.dimensions)))), val_table.means.shape)
+    baseline = {
+        "mean_predictor_mae": float(np.mean(mae(mean_pred, val_table.means))),
+        "mean_predictor_rmse": float(np.mean(rmse(mean_pred, val_table.means))),
+    }
 
     channels_last = ctx.device.type == "cuda"  # faster convolutions under autocast on GPUs
     if channels_last:
@@ -285,6 +315,7 @@ def train(
             "pearson_r": float(np.nanmean(r)) if np.isfinite(r).any() else float("nan"),
             "mae": float(np.mean(mae(pred, val_table.means))),
             "rmse": float(np.mean(rmse(pred, val_table.means))),
+            **baseline,
         }
 
     extra = {
@@ -292,7 +323,7 @@ def train(
         "version": __version__,
         "dimensions": list(table.dimensions),
         "scaler": scaler.to_dict(),
-        "split": {"train": list(split["train"]), "val": list(split["val"])},
+        "split": {k: list(split[k]) for k in SPLIT_PARTS if k in split},
         "preprocessing": pre.to_dict(),
         "weights": weights.to_dict(),
         "toy": cfg.toy,
@@ -347,17 +378,17 @@ def train(
     )
     if ctx.is_main:
         df.to_csv(outputs["per_dimension_csv"], index=False, float_format="%.6g")
-        title = f"{describe_weights(weights)}\nval split (n={len(val_table)}), {chosen.name}" + (
-            f"; {TOY_NOTE}" if cfg.toy else ""
-        )
-        plot_per_dimension(df, outputs["per_dimension_png"], title)
+        note = split_note("val", len(val_table))
+        sub = figure_sub(run.name, cfg.toy, weights, f"{note}; {chosen.name} (epoch {fit.best_epoch})")
+        plot_per_dimension(df, outputs["per_dimension_png"], "Per-dimension accuracy on the val images", sub)
+        plot_training_history(fit.history, run / HISTORY_PNG, run.name, cfg.toy, weights, fit.best_epoch)
         predictions_frame(val_table.names, pred, table.dimensions, val_table.means).to_csv(
             outputs["val_predictions"], index=False, float_format="%.8g"
         )
     r = df["pearson_r"].to_numpy()
     log.info(
-        "done after %d epoch(s)%s; %s (epoch %s, best %s %.4g) on val: mean r %.3f (min %.3f, max %.3f); "
-        "backbone %s%s; %s",
+        "done after %d epoch(s)%s; %s (epoch %s, best %s %.4g) on val, which chose the epoch (optimistic): mean r "
+        "%.3f (min %.3f, max %.3f); backbone %s%s; %s; held-out numbers: image-rating evaluate RUN (test split)",
         fit.epochs_completed,
         " (early stop)" if fit.stopped_early else "",
         chosen.name,

@@ -22,7 +22,7 @@ from perception_shared.errors import DataError
 from perception_shared.validation import ValidationReport
 
 from .config import DataConfig
-from .data import IMAGE_EXTENSIONS, inspect_ratings, load_split, probe_images
+from .data import IMAGE_EXTENSIONS, SPLIT_PARTS, inspect_ratings, load_split, probe_images
 from .scaler import TargetScaler
 
 MAX_NAMED = 10  # unlisted files named in a warning; the rest are counted
@@ -117,7 +117,7 @@ def validate_data(cfg: DataConfig) -> DataReport:
             split = load_split(cfg.split_file)
             if found is not None:
                 names = set(found.names)
-                unknown = [n for n in split["train"] + split["val"] if n not in names]
+                unknown = [n for part in SPLIT_PARTS for n in split.get(part, []) if n not in names]
                 if unknown:
                     report.problems.append(
                         f"split file {cfg.split_file}: {len(unknown)} image(s) not in {found.csv}, e.g. "

@@ -26,9 +26,11 @@ from perception_shared.cli import (
     add_train_command,
     add_validate_data_command,
     add_weights_command,
+    check_option,
     resolve_resume,
     resolve_run,
     run_cli,
+    writing_output,
 )
 from perception_shared.config import load_config, packaged_config_dir, resolve_config_path
 from perception_shared.distributed import init_distributed, resolve_device
@@ -160,13 +162,19 @@ def _cmd_make_synthetic(args: argparse.Namespace) -> int:
     from .synthetic import make_synthetic
 
     original = OriginalFormatConfig() if args.format == "original" else None
-    try:
-        paths = make_synthetic(
-            args.out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, frames=args.frames, size=args.size,
-            seed=args.seed, original=original,
-        )
-    except ValueError as e:
-        raise UserError(f"make-synthetic: {e}") from None
+    for option, value in (("--n-train", args.n_train), ("--n-val", args.n_val), ("--n-test", args.n_test)):
+        check_option(option, value, low=1, high=1_000_000)
+    check_option("--frames", args.frames, low=2, high=1000)
+    check_option("--size", args.size, low=8, high=4096)
+    check_option("--seed", args.seed, low=0)
+    with writing_output(args.out, "make-synthetic"):
+        try:
+            paths = make_synthetic(
+                args.out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, frames=args.frames, size=args.size,
+                seed=args.seed, original=original,
+            )
+        except ValueError as e:
+            raise UserError(f"make-synthetic: {e}") from None
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
@@ -230,11 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub, description="Sequences with fixations (3-12 frames), saccades (5-14 px jumps) and smooth pursuit, seeded, "
         "in the real on-disk format (or the study's original format)."
     )
-    p.add_argument("--n-train", type=int, default=1000)
-    p.add_argument("--n-val", type=int, default=200)
-    p.add_argument("--n-test", type=int, default=200)
-    p.add_argument("--frames", type=int, default=20, help="frames per sequence (n_input + n_output; default 20)")
-    p.add_argument("--size", type=int, default=32, help="grid side in pixels (default 32)")
+    p.add_argument("--n-train", type=int, default=1000, help="training sequences, at least 1 (default 1000)")
+    p.add_argument("--n-val", type=int, default=200, help="validation sequences, at least 1 (default 200)")
+    p.add_argument("--n-test", type=int, default=200, help="test sequences, at least 1 (default 200)")
+    p.add_argument("--frames", type=int, default=20, help="frames per sequence (n_input + n_output), 2 to 1000 (default 20)")
+    p.add_argument("--size", type=int, default=32, help="grid side in pixels, 8 to 4096 (default 32)")
     p.add_argument("--format", default="native", choices=["native", "original"],
                    help="native: train.pt/val.pt/test.pt; original: the study's train_data.pt/... with coordinates and fixation_mask")
     p.set_defaults(func=_cmd_make_synthetic)

@@ -25,6 +25,7 @@ import torch
 from perception_shared.checkpoint import CheckpointManager
 from perception_shared.distributed import DistContext, barrier
 from perception_shared.errors import ConfigError
+from perception_shared.figures import run_status, subtitle
 from perception_shared.jsonio import json_ready, write_json
 from perception_shared.logging import get_logger, setup_logging
 from perception_shared.manifest import check_same_data, load_manifest
@@ -234,18 +235,23 @@ def _write_outputs(
         "runs": {n: {str(s): results[n][s] for s in seed_values} for n in names},
         "data_mismatch_allowed": mismatch,
     }))
+    status = run_status(toy=cfg.toy, random_init=bool(first.get("random_init")))
+    sub = subtitle(out.name, status, f"test split (n={first['n_samples']} sequences); mean \u00b1 sd over {len(seed_values)} seed(s)")
     horizon_png = plot_per_horizon(
         {n: summary[n] for n in names}, out / "per_horizon.png", baselines=first["baselines"],
-        title=f"mean +- sd over {len(seed_values)} seed(s)" + (" — TOY SETTINGS" if cfg.toy else ""),
+        title="Test metrics of each loss against the prediction horizon", sub=sub,
     )
-    grid_png = _prediction_grid(cfg, names, seed_values[0], out, device, n_examples)
+    grid_sub = subtitle(out.name, status, f"test split, first sequences; the best checkpoint of seed {seed_values[0]} per loss")
+    grid_png = _prediction_grid(cfg, names, seed_values[0], out, device, n_examples, grid_sub)
     return {"table_md": str(md), "table_csv": str(csv_path), "per_horizon_csv": str(out / "per_horizon.csv"),
             "per_seed_csv": str(out / "per_seed.csv"), "json": str(out / "comparison.json"),
             "per_horizon_png": str(horizon_png), "prediction_grid_png": str(grid_png)}
 
 
 @torch.no_grad()
-def _prediction_grid(cfg: TrainConfig, losses: Sequence[str], seed: int, out: Path, device: torch.device, n_examples: int) -> Path:
+def _prediction_grid(
+    cfg: TrainConfig, losses: Sequence[str], seed: int, out: Path, device: torch.device, n_examples: int, sub: str
+) -> Path:
     """The first ``n_examples`` test sequences: true future frames, then each loss's predicted probabilities."""
     test = load_split(cfg, "test")
     n = min(n_examples, len(test))
@@ -256,4 +262,4 @@ def _prediction_grid(cfg: TrainConfig, losses: Sequence[str], seed: int, out: Pa
         model, _, _ = load_trained_model(run_dir_for(out, name, seed) / "best_model.pth", device)
         panels[name] = torch.sigmoid(model(inputs.to(device))[:, :, 0]).cpu().numpy()
     last_inputs = np.stack([s["inputs"][-1, 0].numpy() for s in samples])
-    return plot_prediction_grid(panels, out / "prediction_grid.png", inputs=last_inputs)
+    return plot_prediction_grid(panels, out / "prediction_grid.png", inputs=last_inputs, sub=sub)

@@ -14,6 +14,7 @@ from perception_shared.checkpoint import load_checkpoint
 from perception_shared.config import config_from_dict
 from perception_shared.distributed import DistContext, all_reduce_sum, gather_by_index
 from perception_shared.errors import CheckpointError, DataError
+from perception_shared.figures import run_status, subtitle
 from perception_shared.jsonio import json_ready, write_json
 from perception_shared.logging import get_logger, progress
 from perception_shared.manifest import check_same_data, describe_data, load_manifest
@@ -235,13 +236,19 @@ def evaluate_run(
         write_json(out / "metrics.json", metrics)
         write_per_horizon_csv(metrics, out / "per_horizon.csv")
         if figures:
-            plot_per_horizon({cfg.loss.name: metrics}, out / "per_horizon.png", baselines=metrics["baselines"],
-                             title=toy_note(cfg) or None)
+            sub = subtitle(
+                Path(checkpoint).parent.name,
+                run_status(toy=toy, random_init=metrics["random_init"]),
+                f"{Path(checkpoint).name}; test split (n={metrics['n_samples']} sequences); best epoch and "
+                "F1 threshold chosen on val",
+            )
+            plot_per_horizon({cfg.loss.name: metrics}, out / "per_horizon.png", baselines=metrics["baselines"], sub=sub)
             rows = min(n_examples, len(test["index"]))
             plot_prediction_grid(
                 {"true": _target_frames(test, rows), cfg.loss.name: test["probs"][:rows]},
                 out / "predictions.png",
                 inputs=_last_inputs(test_ds, rows),
+                sub=sub,
             )
         o = metrics["overall"]
         log.info(

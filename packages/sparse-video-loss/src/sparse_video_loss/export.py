@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from perception_shared.cli import resolve_run
-from perception_shared.export import default_export_path, export_model, verify_export
+from perception_shared.export import default_export_path, export_model, require_export_extra, verify_export
 
 from .evaluate import load_trained_model
 
@@ -49,8 +49,10 @@ def export_run(run: str | Path, fmt: str = "onnx", out: str | Path | None = None
     """Export the run's model (its best checkpoint, or the checkpoint file ``run``); returns paths and check results.
 
     With ``check`` the exported file is run (onnxruntime on CPU, or ``torch.jit.load``) at batch sizes 1
-    and 3 and must equal PyTorch within ``EXPORT_ATOL`` + ``EXPORT_RTOL`` * |value|.
+    and 3 and must equal PyTorch within ``EXPORT_ATOL`` + ``EXPORT_RTOL`` * |value|. ONNX needs the
+    ``[export]`` extra: checked first, so a missing package is one line with the pip command.
     """
+    require_export_extra(fmt, "sparse-video-loss", run=check)
     ref = resolve_run(run)
     model, cfg, _ = load_trained_model(ref.checkpoint, torch.device("cpu"))
     in_shape = model.in_shape

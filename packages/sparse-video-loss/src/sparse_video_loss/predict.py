@@ -25,6 +25,7 @@ import torch
 
 from perception_shared.cli import resolve_run
 from perception_shared.errors import ConfigError, DataError
+from perception_shared.figures import run_status, subtitle
 from perception_shared.jsonio import json_ready, write_json
 from perception_shared.logging import get_logger
 from perception_shared.plotting import write_history_csv
@@ -127,8 +128,11 @@ def predict_traces(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_out = write_history_csv(rows, out / "positions.csv")
-    png = plot_prediction_strip(inputs[:, -1, 0].numpy(), probs_np, peaks, names, out / "strip.png")
-    weights = (state.get("extra") or {}).get("weights")
+    extra = state.get("extra") or {}
+    weights = extra.get("weights")
+    status = run_status(toy=bool(extra.get("toy", cfg.toy)), random_init=(weights or {}).get("kind") == "random")
+    png = plot_prediction_strip(inputs[:, -1, 0].numpy(), probs_np, peaks, names, out / "strip.png",
+                                sub=subtitle(ref.run_dir.name, status, Path(ref.checkpoint).name))
     info = json_ready({
         "run": str(ref.run_dir),
         "checkpoint": str(ref.checkpoint),

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
-from perception_shared.plotting import plt  # headless matplotlib, configured once in perception_shared
+from perception_shared.figures import plt, save_figure, set_header, set_title
 
 from .metrics import REPORT_KEYS
 
@@ -30,50 +31,64 @@ def plot_per_horizon(
     results: Mapping[str, Mapping[str, Any]],
     path: str | Path,
     baselines: Mapping[str, Mapping[str, Any]] | None = None,
-    title: str | None = None,
+    title: str = "Test metrics against the prediction horizon",
+    sub: str = "",
 ) -> Path:
     """One panel per metric against the horizon (1..T): a line per model, with a +-sd band where the rows
-    carry ``<metric>_sd`` (means over seeds), and dashed grey lines for the baselines."""
-    fig, axes = plt.subplots(2, 3, figsize=(14, 7))
+    carry ``<metric>_sd`` (means over seeds), and dashed grey lines for the baselines; one legend for all
+    panels (a model keeps its colour in every panel)."""
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5), layout="constrained")
+    colors = {name: f"C{i}" for i, name in enumerate(results)}
     for ax, (key, label) in zip(axes.flat, PANELS):
         for name, m in results.items():
             rows = m["per_horizon"]
             h = [r["horizon"] for r in rows]
             mean = np.array([_num(r.get(key)) for r in rows])
-            (line,) = ax.plot(h, mean, marker="o", ms=3, label=name)
+            ax.plot(h, mean, marker="o", ms=3, color=colors[name], label=name)
             sd = np.array([_num(r.get(f"{key}_sd")) for r in rows])
             if np.isfinite(sd).any():
-                ax.fill_between(h, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, linewidth=0)
+                ax.fill_between(h, mean - sd, mean + sd, color=colors[name], alpha=0.2, linewidth=0)
         for name, b in (baselines or {}).items():
             rows = b["per_horizon"]
             values = [_num(r.get(key)) for r in rows]
             if not all(np.isnan(values)):
                 style = ":" if name == "blank" else "--"
                 ax.plot([r["horizon"] for r in rows], values, style, color="grey", label=f"{name} (baseline)")
-        ax.set_title(label)
+        set_title(ax, label[:1].upper() + label[1:])
+        ax.set_ylabel(label)
         ax.set_xlabel("horizon (frames after the last input)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    # fixed margins: tight_layout measures every label and costs about a second per figure on a CPU
-    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.08, top=0.9, wspace=0.22, hspace=0.35)
-    p = Path(path)
-    fig.savefig(p, dpi=100)
-    plt.close(fig)
-    return p
+    handles, labels = [], []
+    for ax in axes.flat:  # one legend: every model and baseline once
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 8), fontsize=8)
+    set_header(fig, title, sub)
+    return save_figure(fig, path)
 
 
 def _num(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
 
-def plot_prediction_grid(panels: Mapping[str, np.ndarray], path: str | Path, inputs: np.ndarray | None = None) -> Path:
-    """Predicted vs true frames for a few sequences, as one mosaic image.
+MAP_LABEL = "probability of the point at the pixel (true frames: 1 at the point)"
+
+
+def plot_prediction_grid(
+    panels: Mapping[str, np.ndarray],
+    path: str | Path,
+    inputs: np.ndarray | None = None,
+    title: str = "Predicted against true future frames (cyan square: the true position)",
+    sub: str = "",
+) -> Path:
+    """Predicted vs true frames for a few sequences, as one mosaic image with one colour bar.
 
     Args:
         panels: ``{row name: (n, T, H, W) maps in [0, 1]}``; the first entry is the truth (one active
-            pixel per frame), the others predictions, on which the true pixel is outlined in cyan.
+            pixel per frame), the others predicted probabilities, on which the true pixel is outlined in cyan.
         inputs: optional ``(n, H, W)`` last input frame, shown in a first column.
     """
     names = list(panels)
@@ -96,29 +111,33 @@ def plot_prediction_grid(panels: Mapping[str, np.ndarray], path: str | Path, inp
                     outline_x.append(c + col)
                     outline_y.append(r + row)
     scale = 0.04  # inches per frame pixel: 4 screen pixels per frame pixel at 100 dpi, so dots stay crisp
-    width, height = mosaic.shape[1] * scale + 1.4, mosaic.shape[0] * scale + 0.4
-    fig = plt.figure(figsize=(width, height))
-    ax = fig.add_axes((1.3 / width, 0.1 / height, 1 - 1.4 / width, 1 - 0.4 / height))
+    fig = plt.figure(figsize=(mosaic.shape[1] * scale + 3.0, mosaic.shape[0] * scale + 1.6), layout="constrained")
+    ax = fig.add_subplot()
     cmap = plt.get_cmap("magma").with_extremes(bad="white")
-    ax.imshow(np.ma.masked_invalid(mosaic), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    image = ax.imshow(np.ma.masked_invalid(mosaic), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     if outline_x:
         ax.scatter(outline_x, outline_y, s=(72 * scale * 1.6) ** 2, marker="s", facecolors="none", edgecolors="cyan", linewidths=0.6)
     labels = (["last input"] if inputs is not None else []) + [f"+{t + 1}" for t in range(T)]
     ax.set_xticks([c * (W + gap) + W / 2 - 0.5 for c in range(cols)], labels, fontsize=7)
     ax.xaxis.tick_top()
+    ax.xaxis.set_label_position("top")
+    ax.set_xlabel("frame: the last input, then frames ahead (an all-black true frame has no point)", fontsize=8)
     ax.set_yticks([(k * (H + gap)) + H / 2 - 0.5 for k in range(rows)], [f"#{k // len(names)} {names[k % len(names)]}" for k in range(rows)], fontsize=7)
+    ax.set_ylabel("test sequence and predictor", fontsize=8)
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    p = Path(path)
-    fig.savefig(p, dpi=100)
-    plt.close(fig)
-    return p
+    bar = fig.colorbar(image, ax=ax, shrink=min(1.0, 6.0 / fig.get_figheight()), aspect=30)
+    bar.set_label(MAP_LABEL, fontsize=8)
+    set_header(fig, title, sub)
+    return save_figure(fig, path, dpi=100)
 
 
-def plot_prediction_strip(last_inputs: np.ndarray, probs: np.ndarray, peaks: np.ndarray, names: Sequence[str], path: str | Path) -> Path:
-    """One row per trace: its last input frame, then the predicted maps of the future frames with the
-    predicted position (argmax) circled.
+def plot_prediction_strip(
+    last_inputs: np.ndarray, probs: np.ndarray, peaks: np.ndarray, names: Sequence[str], path: str | Path, sub: str = ""
+) -> Path:
+    """One row per trace: its last input frame, then the predicted maps of the future frames, each divided
+    by its own maximum (one shared colour bar), with the predicted position (argmax) circled.
 
     Args:
         last_inputs: ``(n, H, W)`` last input frame of each trace.
@@ -127,13 +146,15 @@ def plot_prediction_strip(last_inputs: np.ndarray, probs: np.ndarray, peaks: np.
         names: the traces' names, for the row labels.
     """
     n, T, H, W = probs.shape
-    fig, axes = plt.subplots(n, T + 1, figsize=(1.1 * (T + 1) + 1.0, 1.15 * n + 0.4), squeeze=False)
+    scaled = probs / np.maximum(probs.max(axis=(2, 3), keepdims=True), 1e-6)
+    fig, axes = plt.subplots(n, T + 1, figsize=(1.1 * (T + 1) + 2.2, 1.15 * n + 1.4), squeeze=False, layout="constrained")
+    image = None
     for i in range(n):
         axes[i, 0].imshow(last_inputs[i], cmap="magma", vmin=0, vmax=1, interpolation="nearest")
         axes[i, 0].set_ylabel(str(names[i]), fontsize=7, rotation=0, ha="right", va="center")
         for t in range(T):
             ax = axes[i, t + 1]
-            ax.imshow(probs[i, t], cmap="magma", vmin=0, vmax=max(float(probs[i, t].max()), 1e-6), interpolation="nearest")
+            image = ax.imshow(scaled[i, t], cmap="magma", vmin=0, vmax=1, interpolation="nearest")
             ax.scatter([peaks[i, t, 1]], [peaks[i, t, 0]], s=40, facecolors="none", edgecolors="cyan", linewidths=0.8)
         for ax in axes[i]:
             ax.set_xticks([])
@@ -141,12 +162,17 @@ def plot_prediction_strip(last_inputs: np.ndarray, probs: np.ndarray, peaks: np.
     axes[0, 0].set_title("last input", fontsize=7)
     for t in range(T):
         axes[0, t + 1].set_title(f"+{t + 1}", fontsize=7)
-    fig.suptitle("predicted maps (each scaled to its own maximum); circle: predicted position", fontsize=8)
-    fig.tight_layout()
-    p = Path(path)
-    fig.savefig(p, dpi=100)
-    plt.close(fig)
-    return p
+    bar = fig.colorbar(image, ax=axes, shrink=0.9, aspect=25)
+    bar.set_label("p / frame's max", fontsize=7)
+    fig.supxlabel(
+        "frame: the last input (1 at the point), then frames ahead: predicted probability p divided by its "
+        "frame's maximum; cyan circle: predicted position",
+        fontsize=7,
+        wrap=True,
+    )
+    fig.supylabel("trace", fontsize=8)
+    set_header(fig, "Predicted future frames of each trace", sub)
+    return save_figure(fig, path)
 
 
 def comparison_rows(summary: Mapping[str, Mapping[str, Any]], baselines: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -15,7 +15,9 @@ from torch.utils.data import DataLoader
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.distributed import DistContext, all_reduce_sum
 from perception_shared.errors import ConfigError, DataError
+from perception_shared.figures import Quantity, run_status
 from perception_shared.logging import get_logger
+from perception_shared.plotting import plot_history
 from perception_shared.pretrained import (
     WeightsSource,
     check_against_manifest,
@@ -25,7 +27,7 @@ from perception_shared.pretrained import (
 )
 from perception_shared.samplers import make_eval_loader, make_train_loader
 from perception_shared.seed import seed_everything
-from perception_shared.training import FitResult, StepInfo, StepOutput, Trainer
+from perception_shared.training import HISTORY_PNG, FitResult, StepInfo, StepOutput, Trainer
 from perception_shared.weights import load_pretrained
 
 from . import __version__
@@ -261,4 +263,25 @@ def train(
             "extra": {"random_init": not source.pretrained, "toy": cfg.toy, "data_format": cfg.data.format},
         },
     )
-    return trainer.fit(resume=resume, resume_from=resume_from)
+    fit = trainer.fit(resume=resume, resume_from=resume_from)
+    if ctx.is_main:  # redrawn with the loss's name, the best epoch and the run's status
+        plot_history(
+            fit.history,
+            Path(run_dir) / HISTORY_PNG,
+            f"Training history: SimVP-{cfg.model.model_type} with the {cfg.loss.name} loss",
+            status=run_status(toy=cfg.toy, random_init=not source.pretrained),
+            labels=history_labels(cfg.loss.name),
+            best_epoch=fit.best_epoch,
+        )
+    return fit
+
+
+def history_labels(loss: str) -> dict[str, Quantity]:
+    """Axis labels of the training history: the loss by name, the pixel metrics at p = 0.5."""
+    return {
+        "loss": Quantity(f"{loss} loss"),
+        "precision": Quantity("pixel precision at p \u2265 0.5"),
+        "recall": Quantity("pixel recall at p \u2265 0.5"),
+        "f1": Quantity("pixel F1 at p \u2265 0.5"),
+        "loc_error_px": Quantity("localization error of the argmax", "pixels"),
+    }
