@@ -111,7 +111,7 @@ PACKAGES: dict[str, Package] = {
         metrics_json=lambda out: out / "metrics.json",
         n_eval_samples=_rating_val_count,
         # brightness is an easy, known function of the pixels (achievable r ~0.99)
-        sane=lambda m: _between(m, "val_brightness_pearson_r", 0.8, 1.0),
+        sane=lambda m: _between(m, "test_brightness_pearson_r", 0.8, 1.0),
     ),
     "saliency-entropy": Package(
         name="saliency-entropy",

@@ -381,6 +381,7 @@ def train(
         note = split_note("val", len(val_table))
         sub = figure_sub(run.name, cfg.toy, weights, f"{note}; {chosen.name} (epoch {fit.best_epoch})")
         plot_per_dimension(df, outputs["per_dimension_png"], "Per-dimension accuracy on the val images", sub)
+        trainer.log_images({"val/per_dimension_performance": outputs["per_dimension_png"]})
         plot_training_history(fit.history, run / HISTORY_PNG, run.name, cfg.toy, weights, fit.best_epoch)
         predictions_frame(val_table.names, pred, table.dimensions, val_table.means).to_csv(
             outputs["val_predictions"], index=False, float_format="%.8g"
