@@ -88,6 +88,7 @@ class SceneParams:
     reye_du: np.ndarray
     reye_dv: np.ndarray
     noise: np.ndarray  # sensor noise std, [0, 1] intensity units
+    openness: np.ndarray  # 1: eyes open, 0: closed (a blink: the lids hide iris and pupil)
 
     def __len__(self) -> int:
         return len(self.gaze_pitch)
@@ -155,6 +156,7 @@ def sample_params(rng: np.random.Generator, n: int, participant: dict[str, np.nd
         reye_du=jitter[4].astype(np.float32),
         reye_dv=jitter[5].astype(np.float32),
         noise=rng.uniform(0.0, 0.025, n).astype(np.float32),
+        openness=np.ones(n, dtype=np.float32),
         **per,
     )
 
@@ -284,9 +286,12 @@ def _eye_layers(p: SceneParams, img: np.ndarray, U: np.ndarray, V: np.ndarray, p
     # Lid aperture on the eyeball in the head's forward direction; the upper lid follows eye-in-head pitch.
     du, dv = U - c(eu + p.eyeball_r * fx), V - c(ev + p.eyeball_r * fy)
     upper = c(p.eye_h * np.clip(1.0 + 1.2 * (fy - gy), 0.35, 1.8))
-    ap_a = _ellipse_alpha(du, dv, c(p.eye_w), np.where(dv < 0, upper, c(p.eye_h)), px)
+    ap_a = _ellipse_alpha(du, dv, c(p.eye_w), np.where(dv < 0, upper, c(p.eye_h)), px) * c(p.openness)
     # Lash line: a dark rim along the upper lid (2 units thick), drawn under the aperture.
     lash_a = 0.85 * _ellipse_alpha(du, dv - 1.0, c(p.eye_w + 1.5), np.where(dv < 1.0, upper + 2.0, c(p.eye_h)), px)
+    # Closed lids (a blink) leave only the lash line where the lids meet.
+    closed_a = 0.85 * _ellipse_alpha(du, dv, c(p.eye_w + 1.5), c(np.full(n, 1.2)), px)
+    lash_a = lash_a * c(p.openness) + closed_a * c(1.0 - p.openness)
     img = _paint(img, lash_a, np.full(3, 0.08, dtype=np.float32))
     eye_img = np.array([0.92, 0.9, 0.86], dtype=np.float32) * (0.55 + 0.45 * shade)
     # Iris and pupil: discs on the eyeball in the gaze direction, foreshortened along it.
