@@ -90,8 +90,11 @@ def check_synthetic_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"make-synthetic --steps must be at least 1, got {args.steps}")
     if args.steps is not None and args.format != "eve" and not args.sequences:
         raise ConfigError("--steps applies to --format eve and --sequences only (single-frame training data has no steps)")
-    if not 0 <= args.blink_prob < 1 or args.pupil_jitter_deg < 0:
-        raise ConfigError(f"make-synthetic --blink-prob must be in [0, 1) and --pupil-jitter-deg >= 0, got {args.blink_prob} and {args.pupil_jitter_deg}")
+    if not 0 <= args.blink_prob < 1 or min(args.pupil_jitter_deg, args.crop_jitter_px) < 0:
+        raise ConfigError(
+            f"make-synthetic --blink-prob must be in [0, 1), --pupil-jitter-deg and --crop-jitter-px >= 0; got {args.blink_prob}, "
+            f"{args.pupil_jitter_deg} and {args.crop_jitter_px}"
+        )
     if args.sequences and args.format == "eve":
         raise ConfigError("--sequences writes the training format; --format eve writes EVE's own layout with its steps (use --steps)")
 
@@ -110,7 +113,7 @@ def _make_synthetic(args: argparse.Namespace) -> int:
         )
         print(f"wrote {len(folders)} participant folders in the raw EVE layout under {args.out} (convert-eve reads them)")
     elif args.sequences:
-        noise = SequenceNoise(blink_prob=args.blink_prob, pupil_jitter_deg=args.pupil_jitter_deg)
+        noise = SequenceNoise(blink_prob=args.blink_prob, pupil_jitter_deg=args.pupil_jitter_deg, crop_jitter=args.crop_jitter_px)
         files = make_synthetic_sequences(
             args.out, train_participants=args.train_participants, val_participants=args.val_participants,
             steps=4 if args.steps is None else args.steps, frames_per_step=args.samples, seed=args.seed, camera=args.camera,
@@ -305,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pupil-jitter-deg", type=float, default=5.0,
         help="--sequences: std per axis (degrees) of where the iris is drawn around the true gaze in each frame (default 5)",
+    )
+    p.add_argument(
+        "--crop-jitter-px", type=float, default=1.2,
+        help="--sequences: std (face-crop pixels) of each crop's misalignment per frame (default 1.2, as the single-frame renderer)",
     )
     p.add_argument("--camera", default="basler", help="file name frames_<camera>.h5, or <camera>.h5 and <camera>_*.mp4 with --format eve (default: basler)")
     p.add_argument(

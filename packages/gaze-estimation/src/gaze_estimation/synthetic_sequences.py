@@ -13,7 +13,7 @@ information about the gaze and the optimum below is exact. The label is the true
 
 Each frame carries heavy independent noise: the iris and pupil are drawn ``pupil_jitter_deg`` (std per
 axis) away from the true gaze, and with ``blink_prob`` the eyes are closed (the lids hide iris and
-pupil). A single frame can at best shrink its noisy reading towards the population mean, and must guess
+pupil); each crop is misaligned by ``crop_jitter`` (as data normalization's landmark noise would). A single frame can at best shrink its noisy reading towards the population mean, and must guess
 the mean in a blink; a causal temporal model can average the readings of the current fixation and carry
 them through blinks. ``expected_errors`` computes both optima by Monte Carlo from these settings (the
 best linear estimators; the temporal one knows where fixations start, which saccades much larger than
@@ -49,11 +49,12 @@ class SequenceNoise:
     blink_prob: float = 0.3  # probability that a frame shows closed eyes
     fixation_s: tuple[float, float] = (0.2, 1.0)
     drift_deg: float = 0.15  # std per axis of the drift per frame inside a fixation
+    crop_jitter: float = 1.2  # std (scene units = face-crop px) of each crop's misalignment per frame, as sample_params
     head_std: tuple[float, float] = (0.06, 0.1)  # head pitch, yaw std (radians) of the AR(1) wander
     head_rho: float = 0.9  # the wander's correlation from frame to frame
 
     def __post_init__(self) -> None:
-        if self.pupil_jitter_deg < 0 or not 0 <= self.blink_prob < 1 or self.drift_deg < 0 or not 0 <= self.head_rho < 1:
+        if min(self.pupil_jitter_deg, self.drift_deg, self.crop_jitter) < 0 or not 0 <= self.blink_prob < 1 or not 0 <= self.head_rho < 1:
             raise ValueError(f"SequenceNoise: jitter and drift >= 0, blink_prob and head_rho in [0, 1) are required, got {self}")
         lo, hi = self.fixation_s
         if not 0 < lo <= hi:
@@ -92,9 +93,10 @@ def step_params(rng: np.random.Generator, n: int, appearance: dict[str, np.ndarr
     for t in range(1, n):
         head[t] = noise.head_rho * head[t - 1] + np.sqrt(1 - noise.head_rho**2) * rng.normal(0.0, std)
     one_video = {k: np.repeat(getattr(base, k)[:1], n, axis=0) for k in ("light_x", "light_y", "ambient", "diffuse", "background", "noise")}
+    crop = {k: rng.normal(0.0, noise.crop_jitter, n).astype(np.float32) for k in ("face_du", "face_dv", "leye_du", "leye_dv", "reye_du", "reye_dv")}
     f32 = np.float32
     params = replace(
-        base, **one_video,
+        base, **one_video, **crop,
         gaze_pitch=shown[:, 0].astype(f32), gaze_yaw=shown[:, 1].astype(f32),
         head_pitch=head[:, 0].astype(f32), head_yaw=head[:, 1].astype(f32),
         openness=(rng.random(n) >= noise.blink_prob).astype(f32),
