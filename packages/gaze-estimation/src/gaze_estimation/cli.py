@@ -89,7 +89,7 @@ def check_synthetic_args(args: argparse.Namespace) -> None:
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"make-synthetic --steps must be at least 1, got {args.steps}")
     if args.steps is not None and args.format != "eve" and not args.sequences:
-        raise ConfigError("--steps applies to --format eve and --sequences only (single-frame training data has no steps)")
+        raise ConfigError("--steps applies to --format eve only, or to --sequences (single-frame training data has no steps)")
     if not 0 <= args.blink_prob < 1 or min(args.pupil_jitter_deg, args.crop_jitter_px) < 0:
         raise ConfigError(
             f"make-synthetic --blink-prob must be in [0, 1), --pupil-jitter-deg and --crop-jitter-px >= 0; got {args.blink_prob}, "

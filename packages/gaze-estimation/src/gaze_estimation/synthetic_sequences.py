@@ -183,3 +183,30 @@ def expected_errors(noise: SequenceNoise | None = None, *, window: int = 16, n_w
     s_err = float(per_sample_errors(np.concatenate(single), t_all).mean())
     t_err = float(per_sample_errors(np.concatenate(temporal), t_all).mean())
     return {"single_frame_deg": s_err, "temporal_deg": t_err, "margin_deg": s_err - t_err}
+
+
+def calibrated_expected_errors(
+    single_frame_error_deg: float, noise: SequenceNoise | None = None, *, window: int = 16, n_windows: int = 800, seed: int = 0
+) -> dict[str, float]:
+    """``expected_errors`` for a model that reads frames worse than the renderer's noise alone allows.
+
+    A trained single-frame model's error includes its own reading error. Treating that as more pupil
+    jitter, this finds the jitter ``effective_jitter_deg`` (bisection) at which the best single-frame
+    estimator has the model's measured error, and returns what the best causal temporal estimator then
+    achieves: the margin a temporal model on top of that model's frames can expect. Blinks and the gaze
+    process stay the generator's. A model no better than the mean in every frame gets a margin near 0.
+    """
+    noise = noise or SequenceNoise()
+
+    def at(jitter: float) -> dict[str, float]:
+        return expected_errors(replace(noise, pupil_jitter_deg=jitter), window=window, n_windows=n_windows, seed=seed)
+
+    lo, hi = noise.pupil_jitter_deg, 90.0
+    if at(lo)["single_frame_deg"] >= single_frame_error_deg:
+        hi = lo
+    for _ in range(14):
+        if hi - lo < 0.05:
+            break
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if at(mid)["single_frame_deg"] < single_frame_error_deg else (lo, mid)
+    return {**at(hi), "effective_jitter_deg": hi}
