@@ -44,17 +44,3 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     assert result["problems"] == [], result["problems"]
     assert result["model_samples_per_s"] > 0 and math.isfinite(result["final_loss"])
 
-
-@pytest.mark.slow
-def test_gpu_check_of_the_temporal_research_config_dry_run_on_cpu(tmp_path):
-    from gaze_estimation.gpu_check import SPEC_BUILDERS
-    from perception_shared.gpu_check import run_check
-
-    spec = SPEC_BUILDERS["gazetr_temporal"](torch.device("cpu"), Path(tmp_path), steps=2)
-    # GazeTRLite + a GRU (3 gates x (256 x 256 x 2 + 2 x 256)) and its output layer (256 x 256 + 256)
-    assert spec.notes["parameters"] == 35_574_722 + 3 * (2 * 256 * 256 + 2 * 256) + 256 * 256 + 256
-    batch = next(iter(spec.loader))
-    assert batch["face"].shape == (1, 16, 3, 224, 224) and batch["valid"].all()
-    result = run_check(spec, torch.device("cpu"), steps=1, warmup=1)
-    assert result["problems"] == [], result["problems"]
-    assert math.isfinite(result["final_loss"])

@@ -584,6 +584,21 @@ def make_camera_images(out: str | Path, n: int, *, seed: int = 0, image_size: tu
     return out
 
 
+def participant_jobs(
+    out: str | Path, train: int, val: int, camera: str, seed: int, streams: tuple[int, int] = (0, 1)
+) -> list[tuple[np.random.Generator, Path]]:
+    """Each participant's RNG and file: ``out/<split>/participant_<split><k>/frames_<camera>.h5``.
+
+    Participant ``k`` of a split draws from ``(seed, stream of the split, k)`` alone, so adding
+    participants does not change the existing ones; another generator passes its own ``streams``.
+    """
+    jobs = [("train", k) for k in range(train)] + [("val", k) for k in range(val)]
+    return [
+        (np.random.default_rng([seed, streams[0] if split == "train" else streams[1], k]), Path(out) / split / f"{PARTICIPANT_PREFIX}{split}{k + 1:02d}" / h5_name(camera))
+        for split, k in jobs
+    ]
+
+
 def make_synthetic(
     out: str | Path,
     *,
@@ -601,14 +616,10 @@ def make_synthetic(
     """
     if train_participants < 1 or val_participants < 0 or samples_per_participant < 1:
         raise ValueError("make_synthetic needs at least one training participant and one sample per participant")
-    out = Path(out)
     written = []
-    jobs = [("train", k) for k in range(train_participants)] + [("val", k) for k in range(val_participants)]
-    for split, k in progress(jobs, desc="synthetic participants"):
-        rng = np.random.default_rng([seed, 0 if split == "train" else 1, k])
+    for rng, path in progress(participant_jobs(out, train_participants, val_participants, camera, seed), desc="synthetic participants"):
         appearance = sample_participant(rng)
         params = sample_params(rng, samples_per_participant, appearance)
-        path = out / split / f"{PARTICIPANT_PREFIX}{split}{k + 1:02d}" / h5_name(camera)
         with H5Writer(path) as w:
             for start in range(0, samples_per_participant, chunk):
                 s = render_sample(params.subset(slice(start, start + chunk)), rng)

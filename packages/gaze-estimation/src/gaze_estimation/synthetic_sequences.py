@@ -29,9 +29,9 @@ import numpy as np
 
 from perception_shared.logging import get_logger, progress
 
-from .data import PARTICIPANT_PREFIX, H5Writer, h5_name
+from .data import H5Writer
 from .metrics import per_sample_errors
-from .synthetic import SceneParams, render_sample, sample_params, sample_participant
+from .synthetic import SceneParams, participant_jobs, render_sample, sample_params, sample_participant
 
 _log = get_logger("gaze_estimation.synthetic_sequences")
 CAMERA_HZ = 60.0  # EVE's basler camera; frames are kept every EVERY-th, as convert-eve does
@@ -124,13 +124,10 @@ def make_synthetic_sequences(
     if train_participants < 1 or val_participants < 0 or steps < 1 or frames_per_step < 1:
         raise ValueError("make_synthetic_sequences needs at least one training participant, one step and one frame per step")
     noise = noise or SequenceNoise()
-    out = Path(out)
     written = []
-    jobs = [("train", k) for k in range(train_participants)] + [("val", k) for k in range(val_participants)]
-    for split, k in progress(jobs, desc="synthetic sequences"):
-        rng = np.random.default_rng([seed, 3 if split == "train" else 4, k])
+    jobs = participant_jobs(out, train_participants, val_participants, camera, seed, streams=(3, 4))
+    for rng, path in progress(jobs, desc="synthetic sequences"):
         appearance = sample_participant(rng)
-        path = out / split / f"{PARTICIPANT_PREFIX}{split}{k + 1:02d}" / h5_name(camera)
         with H5Writer(path, extra=("step_index", "frame_index")) as w:
             for s in range(steps):
                 params, gaze = step_params(rng, frames_per_step, appearance, noise)
@@ -144,7 +141,7 @@ def make_synthetic_sequences(
             w.file.attrs["source"] = "gaze-estimation make-synthetic --sequences"
             w.file.attrs["sequence_noise"] = str(asdict(noise))
         written.append(path)
-    _log.info("wrote %d synthetic sequence participants (%d steps x %d frames at 10 Hz) under %s", len(written), steps, frames_per_step, out)
+    _log.info("wrote %d synthetic sequence participants (%d steps x %d frames at 10 Hz) under %s", len(written), steps, frames_per_step, Path(out))
     return written
 
 
