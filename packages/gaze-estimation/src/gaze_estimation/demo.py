@@ -197,8 +197,8 @@ def run_demo(out: str | Path, device: str = "cpu", config: str = "demo", overrid
     )
     print(
         f"temporal (10 Hz synthetic sequences, {purpose_line('toy')}): single-frame {m['sequence_single_frame_error_deg']:.2f} deg, "
-        f"temporal {m['sequence_temporal_error_deg']:.2f} deg (given the single-frame run, the noise allows {m['sequence_expected_margin_deg']:.1f} deg less "
-        "at best); "
+        f"temporal {m['sequence_temporal_error_deg']:.2f} deg (expected margin from the generator's noise, given the single-frame "
+        f"run's error: {m['sequence_expected_margin_deg']:.1f} deg); "
         f"compare: {summary['temporal_verdict']}"
     )
     return summary

@@ -13,7 +13,10 @@ Outputs (written by rank 0 into ``out_dir``):
   came from;
 * ``per_participant.csv``: ``participant,n_samples,mean_deg,median_deg``;
 * ``predictions.csv``: ``index,participant,file,row,pitch,yaw,true_pitch,true_yaw,error_deg`` (radians);
-* ``per_participant.png`` and ``gaze_examples.png``.
+* ``per_participant.png`` and ``gaze_examples.png``;
+* a temporal run (``gazetr_temporal``) writes the same, one prediction per frame (each frame once, with
+  the frames before it in its window), plus ``error_by_position`` in ``metrics.json``,
+  ``error_by_position.csv`` and ``error_by_position.png``.
 
 Before evaluating, the evaluated files are compared with the run's ``manifest.json`` (the validation
 files recorded when it trained); different data is refused unless ``allow_data_mismatch``.
