@@ -43,4 +43,3 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     result = run_check(spec, torch.device("cpu"), steps=1, warmup=1)
     assert result["problems"] == [], result["problems"]
     assert result["model_samples_per_s"] > 0 and math.isfinite(result["final_loss"])
-
