@@ -49,20 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     report["problems"] += report["process_group"]["problems"]
     for pkg in args.packages:
         module = importlib.import_module(f"{PACKAGES[pkg]}.gpu_check")
-        with tempfile.TemporaryDirectory(prefix=f"gpu_check_{pkg}_") as tmp:
-            t0 = time.perf_counter()
-            spec = module.build_spec(device, Path(tmp), steps=args.steps + args.warmup)
-            result = run_check(spec, device, steps=args.steps, warmup=args.warmup)
-            result["package"] = pkg
-            result["seconds_total"] = time.perf_counter() - t0
-            del spec
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        report["models"].append(result)
-        report["problems"] += [f"{pkg}: {p}" for p in result["problems"]]
-        shown = {k: result.get(k) for k in ("step_seconds", "model_samples_per_s", "loader_to_model_ratio", "peak_memory_mb")}
-        print(f"{pkg}: {result['name']}: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items() if isinstance(v, float))
-              + ("" if not result["problems"] else "  PROBLEMS: " + "; ".join(result["problems"])), flush=True)
+        # a package with several research models names a builder for each (SPEC_BUILDERS)
+        for builder in getattr(module, "SPEC_BUILDERS", {pkg: module.build_spec}).values():
+            with tempfile.TemporaryDirectory(prefix=f"gpu_check_{pkg}_") as tmp:
+                t0 = time.perf_counter()
+                spec = builder(device, Path(tmp), steps=args.steps + args.warmup)
+                result = run_check(spec, device, steps=args.steps, warmup=args.warmup)
+                result["package"] = pkg
+                result["seconds_total"] = time.perf_counter() - t0
+                del spec
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            report["models"].append(result)
+            report["problems"] += [f"{pkg}: {p}" for p in result["problems"]]
+            shown = {k: result.get(k) for k in ("step_seconds", "model_samples_per_s", "loader_to_model_ratio", "peak_memory_mb")}
+            print(f"{pkg}: {result['name']}: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items() if isinstance(v, float))
+                  + ("" if not result["problems"] else "  PROBLEMS: " + "; ".join(result["problems"])), flush=True)
     report["seconds"] = time.perf_counter() - start
     report["ok"] = not report["problems"]
     write_json(args.out, report)

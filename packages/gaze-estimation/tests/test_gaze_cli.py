@@ -84,9 +84,26 @@ def test_make_synthetic_cli(tmp_path):
     ]
 
 
+def test_make_synthetic_arguments_and_the_default_config_fail_with_one_line_that_says_the_way_out(tmp_path, capsys, synth_root):
+    bad = (
+        ["--train-participants", "0"], ["--val-participants", "-1"], ["--samples", "0"], ["--camera-images", "-2"],
+        ["--steps", "0", "--format", "eve"], ["--steps", "2"], ["--sequences", "--format", "eve"], ["--sequences", "--blink-prob", "1"],
+    )
+    for args in bad:
+        assert main(["make-synthetic", str(tmp_path / "x"), *args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, (args, err)
+    assert not (tmp_path / "x").exists()
+    # make-synthetic's defaults (4 training participants) then train without --config (eve_lite holds out 4)
+    assert main(["train", "--data", str(synth_root), "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "data.selection_participants is 4" in err and "--set data.selection_participants=N with 1 <= N < 4" in err
+    assert "--config demo" in err
+
+
 @pytest.mark.parametrize(
     "command",
-    ["make-synthetic", "validate-data", "train", "evaluate", "predict", "predict-raw", "export", "weights", "demo", "convert-eve"],
+    ["make-synthetic", "validate-data", "train", "evaluate", "compare", "predict", "predict-raw", "export", "weights", "demo", "convert-eve"],
 )
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as e:
@@ -120,7 +137,7 @@ def test_torchrun_two_processes_train_and_evaluate(synth_root, tmp_path):
 
 def test_shipped_configs_say_what_they_are():
     configs = shipped_configs()
-    assert set(configs) == {"demo", "eve_lite", "eve_hybrid", "synthetic_lite", "synthetic_tiny"}
+    assert set(configs) == {"demo", "eve_lite", "eve_hybrid", "synthetic_lite", "synthetic_tiny", "temporal_demo", "eve_temporal"}
     for name, cfg in configs.items():
         research = cfg.purpose == "research"
         # research configs ask for ImageNet weights by identifier, one per backbone role; toys say pretrained: false

@@ -5,7 +5,7 @@ Runs inside the dataset's ``__getitem__`` and draws only from torch's global RNG
 worker loads it and wherever a run was resumed.
 
 The three crops come from one camera frame, so they share the flip, the color jitter and the blur
-strength; noise is drawn per pixel.
+strength; noise is drawn per pixel. The frames of a window (temporal models) share one draw too.
 """
 
 from __future__ import annotations
@@ -101,6 +101,48 @@ def _apply_color(x: torch.Tensor, a: torch.Tensor, d: float) -> torch.Tensor:
     return torch.addmm(torch.full((3, 1), d), a, x.reshape(c, h * w)).reshape(c, h, w)
 
 
+@dataclass(frozen=True)
+class AugmentDraw:
+    """One random draw of the augmentation: what ``apply_augment`` does to a frame (``None``: no blur)."""
+
+    flip: bool
+    brightness: float
+    contrast: float
+    saturation: float
+    sigma: float | None
+    noise: float
+
+
+def draw_augment(cfg: AugmentConfig) -> AugmentDraw:
+    """Draw flip, colour jitter, blur and noise strength from torch's global RNG."""
+    flip = float(torch.rand(())) < cfg.flip_prob
+    b = _uniform(1 - cfg.brightness, 1 + cfg.brightness)
+    c = _uniform(1 - cfg.contrast, 1 + cfg.contrast)
+    s = _uniform(1 - cfg.saturation, 1 + cfg.saturation)
+    sigma = _uniform(*cfg.blur_sigma) if float(torch.rand(())) < cfg.blur_prob else None
+    noise = _uniform(0.0, cfg.noise_std) if float(torch.rand(())) < cfg.noise_prob else 0.0
+    return AugmentDraw(flip, b, c, s, sigma, noise)
+
+
+def apply_augment(
+    d: AugmentDraw, face: torch.Tensor, leye: torch.Tensor, reye: torch.Tensor, gaze: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Apply draw ``d`` to one frame's uint8 crops and gaze; the sensor noise is drawn per pixel here."""
+    if d.flip:
+        face, leye, reye, gaze = hflip_sample(face, leye, reye, gaze)
+    out = []
+    for crop in (face, leye, reye):
+        x = crop.float().mul_(1.0 / 255.0)
+        mean_gray = float(x.mean(dim=(1, 2)) @ torch.tensor(_LUMA))
+        x = _apply_color(x, *color_matrix(d.brightness, d.contrast, d.saturation, mean_gray))
+        if d.sigma is not None:
+            x = gaussian_blur(x, d.sigma)
+        if d.noise > 0:
+            x.add_(torch.randn(x.shape), alpha=d.noise)
+        out.append(x.clamp_(0, 1).mul_(255.0).round_().to(torch.uint8))
+    return out[0], out[1], out[2], gaze
+
+
 def augment_sample(
     face: torch.Tensor, leye: torch.Tensor, reye: torch.Tensor, gaze: torch.Tensor, cfg: AugmentConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -110,21 +152,19 @@ def augment_sample(
     """
     if not cfg.enabled:
         return face, leye, reye, gaze
-    if float(torch.rand(())) < cfg.flip_prob:
-        face, leye, reye, gaze = hflip_sample(face, leye, reye, gaze)
-    b = _uniform(1 - cfg.brightness, 1 + cfg.brightness)
-    c = _uniform(1 - cfg.contrast, 1 + cfg.contrast)
-    s = _uniform(1 - cfg.saturation, 1 + cfg.saturation)
-    sigma = _uniform(*cfg.blur_sigma) if float(torch.rand(())) < cfg.blur_prob else None
-    noise = _uniform(0.0, cfg.noise_std) if float(torch.rand(())) < cfg.noise_prob else 0.0
-    out = []
-    for crop in (face, leye, reye):
-        x = crop.float().mul_(1.0 / 255.0)
-        mean_gray = float(x.mean(dim=(1, 2)) @ torch.tensor(_LUMA))
-        x = _apply_color(x, *color_matrix(b, c, s, mean_gray))
-        if sigma is not None:
-            x = gaussian_blur(x, sigma)
-        if noise > 0:
-            x.add_(torch.randn(x.shape), alpha=noise)
-        out.append(x.clamp_(0, 1).mul_(255.0).round_().to(torch.uint8))
-    return out[0], out[1], out[2], gaze
+    return apply_augment(draw_augment(cfg), face, leye, reye, gaze)
+
+
+def augment_window(
+    face: torch.Tensor, leye: torch.Tensor, reye: torch.Tensor, gaze: torch.Tensor, cfg: AugmentConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Augment a window of ``T`` frames (crops ``(T, 3, H, W)``, gaze ``(T, 2)``) with ONE draw for all frames.
+
+    The frames of a window come from one video: one flip (the sequence stays mirrored throughout), one
+    colour jitter and blur; only the sensor noise is new in every frame, as a camera's would be.
+    """
+    if not cfg.enabled:
+        return face, leye, reye, gaze
+    d = draw_augment(cfg)
+    frames = [apply_augment(d, face[t], leye[t], reye[t], gaze[t]) for t in range(len(face))]
+    return tuple(torch.stack([f[k] for f in frames]) for k in range(4))  # type: ignore[return-value]

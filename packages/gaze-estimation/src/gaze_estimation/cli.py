@@ -1,7 +1,7 @@
 """``gaze-estimation``: the common subcommands (``perception_shared.cli``) plus ``predict-raw`` and ``convert-eve``.
 
-make-synthetic, validate-data, train, evaluate RUN, predict --run RUN, export RUN, weights, demo,
-predict-raw --run RUN, convert-eve. The CLI only parses arguments and calls the functions the tests call.
+make-synthetic, validate-data, train, evaluate RUN, compare RUN_A RUN_B, predict --run RUN, export RUN,
+weights, demo, predict-raw --run RUN, convert-eve. The CLI only parses arguments and calls the functions the tests call.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from pathlib import Path
 
 from perception_shared.cli import (
     RUN_HELP,
+    add_allow_data_mismatch_arg,
     add_config_args,
     add_demo_command,
     add_device_arg,
     add_evaluate_command,
     add_export_command,
+    add_loader_args,
     add_make_synthetic_command,
     add_predict_command,
     add_skip_bad_arg,
@@ -75,10 +77,34 @@ def shipped_configs() -> dict[str, TrainConfig]:
     return {p.stem: load_config(TrainConfig, p) for p in sorted(packaged_config_dir(PACKAGE).glob("*.yaml"))}
 
 
+def check_synthetic_args(args: argparse.Namespace) -> None:
+    """Every make-synthetic count in range, and options only where they apply: a ConfigError naming the option."""
+    ranges = (
+        ("--train-participants", args.train_participants, 1), ("--val-participants", args.val_participants, 0),
+        ("--samples", args.samples, 1), ("--camera-images", args.camera_images, 0),
+    )
+    for option, value, least in ranges:
+        if value < least:
+            raise ConfigError(f"make-synthetic {option} must be at least {least}, got {value}")
+    if args.steps is not None and args.steps < 1:
+        raise ConfigError(f"make-synthetic --steps must be at least 1, got {args.steps}")
+    if args.steps is not None and args.format != "eve" and not args.sequences:
+        raise ConfigError("--steps applies to --format eve only, or to --sequences (single-frame training data has no steps)")
+    if not 0 <= args.blink_prob < 1 or min(args.pupil_jitter_deg, args.crop_jitter_px) < 0:
+        raise ConfigError(
+            f"make-synthetic --blink-prob must be in [0, 1), --pupil-jitter-deg and --crop-jitter-px >= 0; got {args.blink_prob}, "
+            f"{args.pupil_jitter_deg} and {args.crop_jitter_px}"
+        )
+    if args.sequences and args.format == "eve":
+        raise ConfigError("--sequences writes the training format; --format eve writes EVE's own layout with its steps (use --steps)")
+
+
 def _make_synthetic(args: argparse.Namespace) -> int:
     from .synthetic import make_camera_images, make_synthetic
     from .synthetic_eve import make_synthetic_eve
+    from .synthetic_sequences import SequenceNoise, make_synthetic_sequences
 
+    check_synthetic_args(args)
     setup_logging(None)
     if args.format == "eve":
         folders = make_synthetic_eve(
@@ -86,14 +112,20 @@ def _make_synthetic(args: argparse.Namespace) -> int:
             steps=3 if args.steps is None else args.steps, frames=args.samples, seed=args.seed, camera=args.camera,
         )
         print(f"wrote {len(folders)} participant folders in the raw EVE layout under {args.out} (convert-eve reads them)")
+    elif args.sequences:
+        noise = SequenceNoise(blink_prob=args.blink_prob, pupil_jitter_deg=args.pupil_jitter_deg, crop_jitter=args.crop_jitter_px)
+        files = make_synthetic_sequences(
+            args.out, train_participants=args.train_participants, val_participants=args.val_participants,
+            steps=4 if args.steps is None else args.steps, frames_per_step=args.samples, seed=args.seed, camera=args.camera,
+            noise=noise,
+        )
+        print(f"wrote {len(files)} participant files of 10 Hz sequences under {args.out} (train a temporal model with --config temporal_demo)")
     else:
-        if args.steps is not None:
-            raise ConfigError("--steps applies to --format eve only (the training format has no step folders)")
         files = make_synthetic(
             args.out, train_participants=args.train_participants, val_participants=args.val_participants,
             samples_per_participant=args.samples, seed=args.seed, camera=args.camera,
         )
-        print(f"wrote {len(files)} participant files under {args.out}")
+        print(f"wrote {len(files)} participant files under {args.out} (train on them with --config demo)")
     if args.camera_images:
         folder = make_camera_images(Path(args.out) / "camera", args.camera_images, seed=args.seed)
         print(f"wrote {args.camera_images} camera images with their truth and a calibration file under {folder}")
@@ -118,7 +150,10 @@ def _train(args: argparse.Namespace) -> int:
     if config is None:
         saved = spec.run_dir / "config.yaml" if spec.run_dir is not None else None
         config = saved if spec.resume and saved is not None and saved.is_file() else DEFAULT_CONFIG
-    cfg = load_train_config(config, args.overrides, data=args.data, weights=args.weights, seed=args.seed)
+    overrides = list(args.overrides)
+    if args.init_from:
+        overrides.append(f"model.init_from={resolve_run(args.init_from).checkpoint}")
+    cfg = load_train_config(config, overrides, data=args.data, weights=args.weights, seed=args.seed)
     ctx = init_distributed(args.device)
     run_dir = prepare_run_dir(args.output_dir, spec.run_dir)
     setup_logging(run_dir)
@@ -143,6 +178,22 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"(median {metrics['median_angular_error_deg']:.3f}); weights: {metrics['weights_used']}. "
             f"{metrics['protocol']['statement']}. Wrote {out / 'metrics.json'}"
         )
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs
+
+    ctx = init_distributed(args.device)
+    out = Path(args.out)
+    setup_logging(out, filename="compare.log")
+    report = compare_runs(
+        args.run_a, args.run_b, ctx=ctx, out_dir=out, data_root=args.data, split=args.split,
+        allow_data_mismatch=args.allow_data_mismatch, confidence=args.confidence, n_boot=args.n_boot,
+        batch_size=args.batch_size, num_workers=args.num_workers,
+    )
+    if ctx.is_main:
+        print(f"{report['n_frames']} frames of {len(report['participants'])} participants; {report['verdict']}. Wrote {out / 'compare.json'}")
     return 0
 
 
@@ -243,8 +294,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--train-participants", type=int, default=4)
     p.add_argument("--val-participants", type=int, default=2)
-    p.add_argument("--samples", type=int, default=64, help="samples per participant; with --format eve frames per step (default: 64)")
-    p.add_argument("--steps", type=int, default=None, help="--format eve: stimulus steps per participant, besides the calibration step (default: 3)")
+    p.add_argument("--samples", type=int, default=64, help="samples per participant; with --format eve or --sequences frames per step (default: 64)")
+    p.add_argument(
+        "--steps", type=int, default=None,
+        help="stimulus steps per participant: --format eve (besides the calibration step; default 3) or --sequences (default 4)",
+    )
+    p.add_argument(
+        "--sequences", action="store_true",
+        help="10 Hz video of each step (fixations, saccades, drift; noisy single frames: pupil jitter, blinks) with "
+        "step_index/frame_index, for temporal models (--config temporal_demo)",
+    )
+    p.add_argument("--blink-prob", type=float, default=0.3, help="--sequences: probability that a frame shows closed eyes (default 0.3)")
+    p.add_argument(
+        "--pupil-jitter-deg", type=float, default=5.0,
+        help="--sequences: std per axis (degrees) of where the iris is drawn around the true gaze in each frame (default 5)",
+    )
+    p.add_argument(
+        "--crop-jitter-px", type=float, default=1.2,
+        help="--sequences: std (face-crop pixels) of each crop's misalignment per frame (default 1.2, as the single-frame renderer)",
+    )
     p.add_argument("--camera", default="basler", help="file name frames_<camera>.h5, or <camera>.h5 and <camera>_*.mp4 with --format eve (default: basler)")
     p.add_argument(
         "--camera-images", type=int, default=0, metavar="N",
@@ -270,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
         f"when resuming, else {DEFAULT_CONFIG}. --weights PATH: a local file for the backbones (both roles when they "
         "ask for the same weights).",
     )
+    p.add_argument(
+        "--init-from", metavar="RUN",
+        help="a trained single-frame run (directory or checkpoint) whose model starts a gazetr_temporal frame encoder "
+        "(sets model.init_from; model.freeze_encoder_epochs trains the temporal module alone first)",
+    )
     p.set_defaults(func=_train)
 
     p = add_evaluate_command(
@@ -280,6 +353,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--split", default=None, help="split folder prefix under the data root (default: the config's val split)")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare two runs on the same frames: paired error difference, bootstrap CI over participants, verdict",
+        description="Evaluate RUN_A and RUN_B on the same validation frames (or --data), pair their per-frame angular "
+        "errors, and give the mean difference B - A with a bootstrap confidence interval that resamples participants, "
+        "and a one-line verdict. Refuses runs whose manifests record different report data unless --allow-data-mismatch.",
+    )
+    p.add_argument("run_a", metavar="RUN_A", help=RUN_HELP)
+    p.add_argument("run_b", metavar="RUN_B", help=RUN_HELP)
+    p.add_argument("--data", metavar="PATH", help="data root to compare on instead of the runs' own (same format)")
+    p.add_argument("--split", default=None, help="split folder prefix (default: the configs' val split)")
+    p.add_argument("--out", default="comparison", help="output folder (default: comparison)")
+    p.add_argument("--confidence", type=float, default=0.95, help="confidence of the interval (default 0.95)")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    add_device_arg(p)
+    add_loader_args(p)
+    add_allow_data_mismatch_arg(p)
+    p.set_defaults(func=_compare)
 
     p = add_predict_command(
         sub,

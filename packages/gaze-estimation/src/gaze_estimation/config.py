@@ -29,10 +29,16 @@ class DataConfig:
     # or their ids); the validation participants are only ever used for the reported error.
     selection_participants: int | list[str] = 1
     selection_seed: int = 0
+    # Temporal models (model.name gazetr_temporal): windows of sequence_length consecutive frames, a new
+    # training window every window_stride frames (evaluation covers each frame once); batch sizes count windows.
+    sequence_length: int = 16
+    window_stride: int = 8
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("data.batch_size and data.eval_batch_size must be at least 1")
+        if self.sequence_length < 1 or self.window_stride < 1:
+            raise ValueError(f"data.sequence_length ({self.sequence_length}) and data.window_stride ({self.window_stride}) must be at least 1")
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
 
@@ -72,3 +78,15 @@ class TrainConfig:
     figure_samples: int = 8  # validation samples drawn with predicted and true gaze each evaluation
     loop: LoopConfig = field(default_factory=_loop_defaults)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def purpose_line(purpose: str) -> str:
+    """How logs and reports name a config's purpose."""
+    if purpose == "toy":
+        return "TOY settings (demo/test size): the numbers check the pipeline, not a research question"
+    return "research settings"
+
+
+def is_random_init(cfg: TrainConfig) -> bool:
+    """Whether the run starts from random weights (no pretrained backbones, no ``--init-from`` run)."""
+    return not cfg.model.pretrained and cfg.model.init_from is None

@@ -83,9 +83,11 @@ def split_selection(files: Sequence[str | Path], selection: int | Sequence[str],
     ids = sorted(by_id)
     if isinstance(selection, int):
         if not 1 <= selection < len(ids):
+            fits = f"--set data.selection_participants=N with 1 <= N < {len(ids)}" if len(ids) > 1 else "at least 2 training participants"
             raise ConfigError(
                 f"data.selection_participants is {selection}, but the training split has {len(ids)} participant(s): "
-                f"hold out at least 1 and leave at least 1 to train on"
+                f"hold out at least 1 and leave at least 1 to train on; use {fits}, or a config made for small data "
+                "(--config demo for make-synthetic's, --config temporal_demo for make-synthetic --sequences)"
             )
         rng = np.random.default_rng(seed)
         chosen = sorted(ids[i] for i in rng.choice(len(ids), size=selection, replace=False))

@@ -13,7 +13,10 @@ Outputs (written by rank 0 into ``out_dir``):
   came from;
 * ``per_participant.csv``: ``participant,n_samples,mean_deg,median_deg``;
 * ``predictions.csv``: ``index,participant,file,row,pitch,yaw,true_pitch,true_yaw,error_deg`` (radians);
-* ``per_participant.png`` and ``gaze_examples.png``.
+* ``per_participant.png`` and ``gaze_examples.png``;
+* a temporal run (``gazetr_temporal``) writes the same, one prediction per frame (each frame once, with
+  the frames before it in its window), plus ``error_by_position`` in ``metrics.json``,
+  ``error_by_position.csv`` and ``error_by_position.png``.
 
 Before evaluating, the evaluated files are compared with the run's ``manifest.json`` (the validation
 files recorded when it trained); different data is refused unless ``allow_data_mismatch``.
@@ -27,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.checkpoint import load_checkpoint
@@ -40,18 +44,19 @@ from perception_shared.plotting import plt
 from perception_shared.precision import Precision
 from perception_shared.samplers import make_eval_loader
 
-from .config import TrainConfig
-from .data import GazeH5Dataset, find_h5_files, participant_id
-from .figures import participant_figure
-from .metrics import per_sample_errors
-from .models import GazeTR, build_model
-from .train import draw_predictions, evaluate_predictions, figure_indices, predict_loader, purpose_line
+from .config import TrainConfig, is_random_init, purpose_line
+from .data import find_h5_files, participant_id
+from .figures import participant_figure, position_figure
+from .metrics import error_by_position, per_sample_errors
+from .models import build_model
+from .scoring import dataset_for, draw_predictions, evaluate_predictions, figure_indices, frame_dataset, predict_loader
+from .sequences import SequenceDataset
 
 _log = get_logger("gaze_estimation.evaluate")
 REPORT_PREFIX = "report:"  # manifest data entries of the validation (report) participants
 
 
-def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[GazeTR, TrainConfig, dict[str, Any]]:
+def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
     """Rebuild the model from the config saved in ``checkpoint`` and load its weights (eval mode).
 
     Returns ``(model, config, checkpoint state)``; no backbone weights are looked up (the checkpoint
@@ -61,7 +66,7 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tu
     if "config" not in state or "model" not in state:
         raise CheckpointError(f"checkpoint {checkpoint} has no 'config' or no 'model': not a gaze-estimation checkpoint")
     cfg = config_from_dict(TrainConfig, state["config"], source=f"the config in {checkpoint}")
-    model, _ = build_model(cfg.model, load_weights=False)
+    model, _ = build_model(cfg.model, load_weights=False, window=cfg.data.sequence_length)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
@@ -161,9 +166,10 @@ def evaluate(
     for problem in mismatch:
         _log.warning("data mismatch allowed by --allow-data-mismatch: %s", problem)
     policy = BadInputPolicy(skip=skip_bad)
-    dataset = GazeH5Dataset(files, policy=policy)
+    loaded = dataset_for(cfg, files, training=False, policy=policy)
+    dataset = frame_dataset(loaded)
     loader = make_eval_loader(
-        dataset,
+        loaded,
         batch_size or cfg.data.eval_batch_size,
         num_workers=cfg.data.num_workers if num_workers is None else num_workers,
         pin_memory=ctx.device.type == "cuda",
@@ -185,7 +191,7 @@ def evaluate(
             "model": cfg.model.name,
             "weights": weights_summary(state),
             "weights_used": weights_line,
-            "random_init": not cfg.model.pretrained,
+            "random_init": is_random_init(cfg),
             "purpose": cfg.purpose,
             "purpose_note": purpose_line(cfg.purpose),
             "protocol": protocol(state, list(dataset.participants), split),
@@ -193,6 +199,10 @@ def evaluate(
             "skipped_bad_inputs": policy.count,
         }
     )
+    if isinstance(loaded, SequenceDataset):
+        errors = per_sample_errors(pred_all, dataset.gaze[idx_all].astype(np.float64))
+        metrics["sequence_length"] = loaded.length
+        metrics["error_by_position"] = error_by_position(errors, loaded.position_of[idx_all])
     if ctx.is_main:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -213,6 +223,13 @@ def evaluate(
         fig = participant_figure(per, metrics.get("mean_predictor_error_deg"), subtitle=subtitle)
         fig.savefig(out / "per_participant.png", dpi=100)
         plt.close(fig)
+        if "error_by_position" in metrics:
+            by_pos = metrics["error_by_position"]
+            write_csv(out / "error_by_position.csv", ["position", "context_frames", "n_frames", "mean_deg", "median_deg"],
+                      [[p["position"], p["context_frames"], p["n_frames"], f"{p['mean_deg']:.4f}", f"{p['median_deg']:.4f}"] for p in by_pos])
+            fig = position_figure(by_pos, metrics["mean_angular_error_deg"], subtitle=subtitle)
+            fig.savefig(out / "error_by_position.png", dpi=100)
+            plt.close(fig)
         if figure_samples > 0:
             k = figure_indices(len(idx_all), figure_samples)
             fig = draw_predictions(dataset, idx_all[k], pred_all[k])

@@ -3,7 +3,10 @@
 The exported model takes exactly what the PyTorch model takes: ``face`` ``(batch, 3, 224, 224)``, ``leye``
 and ``reye`` ``(batch, 3, 112, 112)`` float32 RGB in [0, 1], channels first (each branch's mean/std
 normalization is inside the model), and returns ``pitchyaw`` ``(batch, 2)`` in radians (EVE's convention,
-the virtual camera of data normalization). ``<stem>.preprocessing.json`` beside it records how the crops
+the virtual camera of data normalization). A temporal run (``gazetr_temporal``) is exported for windows of
+its ``data.sequence_length`` frames: inputs ``(batch, T, 3, H, W)``, output ``(batch, T, 2)``, causal (frame
+``t`` from frames ``<= t``); for live use one frame at a time, ``temporal.TemporalStream`` carries the state.
+``<stem>.preprocessing.json`` beside it records how the crops
 are made (the run's normalization config), which crop is which eye, and the weights the run started from.
 """
 
@@ -29,13 +32,17 @@ ATOL = 1e-4
 RTOL = 1e-3
 
 
-def example_inputs(batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random crops of the model's real shapes: face ``(B, 3, 224, 224)``, eyes ``(B, 3, 112, 112)`` in [0, 1]."""
+def example_inputs(batch: int, seed: int = 0, window: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random crops of the model's real shapes: face ``(B, 3, 224, 224)``, eyes ``(B, 3, 112, 112)`` in [0, 1].
+
+    With ``window`` (a temporal model): ``(B, window, 3, H, W)``.
+    """
     g = torch.Generator().manual_seed(seed)
+    lead = (batch,) if window is None else (batch, window)
     return (
-        torch.rand(batch, 3, FACE_SIZE, FACE_SIZE, generator=g),
-        torch.rand(batch, 3, EYE_SIZE, EYE_SIZE, generator=g),
-        torch.rand(batch, 3, EYE_SIZE, EYE_SIZE, generator=g),
+        torch.rand(*lead, 3, FACE_SIZE, FACE_SIZE, generator=g),
+        torch.rand(*lead, 3, EYE_SIZE, EYE_SIZE, generator=g),
+        torch.rand(*lead, 3, EYE_SIZE, EYE_SIZE, generator=g),
     )
 
 
@@ -44,6 +51,7 @@ def export_run(run: str | Path, *, fmt: str = "onnx", out: str | Path | None = N
     ref = resolve_run(run)
     model, cfg, state = load_model(ref.checkpoint, "cpu")
     path = Path(out) if out is not None else default_export_path(ref.run_dir, fmt)  # type: ignore[arg-type]
+    window = cfg.data.sequence_length if cfg.model.is_temporal else None
     preprocessing = {
         "inputs": "face, leye, reye: crops of data normalization, float32 RGB in [0, 1], channels first; the "
         "mean/std normalization of each branch is inside the model",
@@ -58,14 +66,16 @@ def export_run(run: str | Path, *, fmt: str = "onnx", out: str | Path | None = N
         "output": "pitchyaw (batch, 2): pitch, yaw in radians in the virtual camera; pitchyaw_to_vector(p, y) = "
         "(cos p sin y, sin p, cos p cos y) points from the target to the eye (EVE's convention)",
         "model": cfg.model.name,
+        "window": window,
         "checkpoint": str(ref.checkpoint),
         "weights": weights_summary(state),
     }
     written = export_model(
-        model, example_inputs(2), path, fmt=fmt, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,  # type: ignore[arg-type]
+        model, example_inputs(2, window=window), path, fmt=fmt, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,  # type: ignore[arg-type]
         preprocessing=preprocessing, opset=opset,
     )
     result: dict[str, Any] = {"path": str(written), "preprocessing": str(preprocessing_path(written))}
     if check:
-        result["check"] = verify_export(written, model, [example_inputs(1, seed=1), example_inputs(3, seed=2)], atol=ATOL, rtol=RTOL)
+        checks = [example_inputs(1, seed=1, window=window), example_inputs(3, seed=2, window=window)]
+        result["check"] = verify_export(written, model, checks, atol=ATOL, rtol=RTOL)
     return result

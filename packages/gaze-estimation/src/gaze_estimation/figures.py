@@ -81,3 +81,20 @@ def participant_figure(
         ax.set_title(subtitle, fontsize=7, wrap=True)
     fig.tight_layout()
     return fig
+
+
+def position_figure(by_position: Sequence[dict[str, float]], overall_deg: float, subtitle: str | None = None) -> Figure:
+    """Mean (line) and median (dots) angular error by the number of frames of context a prediction had."""
+    ctx = [p["context_frames"] for p in by_position]
+    fig, ax = plt.subplots(figsize=(5.0, 3.5))
+    ax.plot(ctx, [p["mean_deg"] for p in by_position], "-o", color="tab:blue", ms=4, label="mean")
+    ax.plot(ctx, [p["median_deg"] for p in by_position], "o", color="black", ms=3, label="median")
+    ax.axhline(overall_deg, color="tab:gray", ls="--", lw=1, label="all frames (mean)")
+    ax.set_xlabel("frames seen, this one included (position in the window + 1)")
+    ax.set_ylabel("angular error (deg)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    if subtitle:
+        ax.set_title(subtitle, fontsize=7, wrap=True)
+    fig.tight_layout()
+    return fig

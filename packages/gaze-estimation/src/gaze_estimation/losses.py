@@ -19,3 +19,17 @@ def gaze_loss(pred: torch.Tensor, target: torch.Tensor, mse_weight: float = 0.1)
     with torch.autocast(device_type=pred.device.type, enabled=False):
         p, t = pred.float(), target.float()
         return angular_error(p, t).mean() + mse_weight * ((p - t) ** 2).mean()
+
+
+def sequence_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, mse_weight: float = 0.1) -> torch.Tensor:
+    """``gaze_loss`` over the valid frames of windows: ``(B, T, 2)`` predictions and targets, ``(B, T)`` bool.
+
+    Every valid frame weighs the same (a mean over frames, as the single-frame loss is over samples);
+    padding frames weigh nothing. Written as a weighted mean, not a boolean selection, so that it reads
+    no value on the host. In fp32 with autocast off, as ``gaze_loss``.
+    """
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        p, t, w = pred.float(), target.float(), valid.float()
+        n = w.sum().clamp(min=1.0)
+        ang = (angular_error(p, t) * w).sum() / n
+        return ang + mse_weight * ((((p - t) ** 2).mean(dim=-1)) * w).sum() / n

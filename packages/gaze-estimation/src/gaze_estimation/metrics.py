@@ -61,3 +61,17 @@ def mean_predictor_errors(train_mean: np.ndarray | torch.Tensor, target: np.ndar
     t = np.asarray(target, dtype=np.float64)
     m = np.tile(np.asarray(train_mean, dtype=np.float64).reshape(1, 2), (len(t), 1))
     return per_sample_errors(m, t)
+
+
+def error_by_position(errors_deg: np.ndarray, positions: np.ndarray) -> list[dict[str, float]]:
+    """Mean and median error (degrees) of the frames at each position of their window.
+
+    ``positions`` ``(N,)`` counts the frames before each one in its window (0: no context);
+    ``context_frames`` is that plus one, the frames the prediction saw.
+    """
+    errors, positions = np.asarray(errors_deg, dtype=np.float64), np.asarray(positions)
+    out = []
+    for p in sorted(set(positions.tolist())):
+        e = errors[positions == p]
+        out.append({"position": int(p), "context_frames": int(p) + 1, "n_frames": int(len(e)), "mean_deg": float(e.mean()), "median_deg": float(np.median(e))})
+    return out

@@ -35,14 +35,15 @@ false`` builds every branch at random initialization, and says so.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import nn
 
-from perception_shared.errors import ConfigError
+from perception_shared.checkpoint import load_checkpoint
+from perception_shared.errors import CheckpointError, ConfigError
 from perception_shared.pretrained import (
     WeightsRequest,
     WeightsSource,
@@ -50,12 +51,16 @@ from perception_shared.pretrained import (
     create_torchvision_model,
     preprocessing_for,
     random_init,
+    sha256_file,
 )
 from perception_shared.weights import load_pretrained
 
+from .temporal import CausalGRU, CausalTransformer, GazeTRTemporal
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MODEL_NAMES = ("gazetr_lite", "gazetr_hybrid", "gazetr_tiny")
+FRAME_MODELS = ("gazetr_lite", "gazetr_hybrid", "gazetr_tiny")
+MODEL_NAMES = (*FRAME_MODELS, "gazetr_temporal")
 ROLES = ("face", "eye")
 # The weights each architecture asks for when the config names none: ImageNet ResNet-18 as GazeTR uses
 # (torchvision's own file), and timm's ImageNet-21k-pretrained, ImageNet-1k-fine-tuned augreg ViTs.
@@ -69,7 +74,15 @@ DEFAULT_WEIGHTS: dict[str, dict[str, str]] = {
 class ModelConfig:
     """Which model, its fusion transformer, and the weights its backbones start from."""
 
-    name: Literal["gazetr_lite", "gazetr_hybrid", "gazetr_tiny"] = "gazetr_lite"
+    name: Literal["gazetr_lite", "gazetr_hybrid", "gazetr_tiny", "gazetr_temporal"] = "gazetr_lite"
+    # gazetr_temporal: the single-frame model run on every frame, and the causal module over time
+    frame_model: Literal["gazetr_lite", "gazetr_hybrid", "gazetr_tiny"] = "gazetr_lite"
+    temporal: Literal["gru", "transformer"] = "gru"
+    temporal_layers: int = 1
+    temporal_heads: int = 4  # transformer only
+    # a trained single-frame run's checkpoint (train --init-from RUN) whose model starts the frame encoder
+    init_from: Path | None = None
+    freeze_encoder_epochs: int = 0  # first epochs train the temporal module and the head only
     d_model: int = 256
     num_layers: int = 4
     num_heads: int = 8
@@ -89,11 +102,29 @@ class ModelConfig:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.num_heads ({self.num_heads})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if self.temporal_layers < 1 or self.temporal_heads < 1 or self.d_model % self.temporal_heads:
+            raise ValueError(
+                f"model.temporal_layers ({self.temporal_layers}) and model.temporal_heads ({self.temporal_heads}) must be "
+                f">= 1, and model.d_model ({self.d_model}) divisible by model.temporal_heads"
+            )
+        if self.freeze_encoder_epochs < 0:
+            raise ValueError(f"model.freeze_encoder_epochs must be >= 0, got {self.freeze_encoder_epochs}")
+        if self.init_from is not None and self.name != "gazetr_temporal":
+            raise ValueError(f"model.init_from (train --init-from) starts a gazetr_temporal model's frame encoder; model.name is {self.name}")
+
+    @property
+    def is_temporal(self) -> bool:
+        return self.name == "gazetr_temporal"
+
+    @property
+    def frame_name(self) -> str:
+        """The single-frame architecture: the model itself, or the frame encoder of ``gazetr_temporal``."""
+        return self.frame_model if self.is_temporal else self.name
 
     def weights_identifier(self, role: str) -> str | None:
         """The identifier of the ``face`` or ``eye`` backbone's weights (None for the tiny CNNs)."""
         given = self.face_weights if role == "face" else self.eye_weights
-        return given or DEFAULT_WEIGHTS.get(self.name, {}).get(role)
+        return given or DEFAULT_WEIGHTS.get(self.frame_name, {}).get(role)
 
     def weights_requests(self) -> list[WeightsRequest]:
         """One request per backbone role (what ``weights list|fetch|check`` and training resolve)."""
@@ -224,6 +255,10 @@ class GazeTR(nn.Module):
         self.head = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, 2))
 
     def forward(self, face: torch.Tensor, leye: torch.Tensor, reye: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(face, leye, reye))
+
+    def features(self, face: torch.Tensor, leye: torch.Tensor, reye: torch.Tensor) -> torch.Tensor:
+        """The fused class-token feature ``(B, d_model)`` that ``head`` turns into pitch/yaw."""
         n = self.eye_norm
         f = self.proj_face(self.face(self.face_norm(face)))
         if self.shared_eyes:
@@ -232,7 +267,7 @@ class GazeTR(nn.Module):
         else:
             le = self.proj_leye(self.leye(n(leye)))
             re = self.proj_reye(self.reye(n(reye)))  # type: ignore[misc]
-        return self.head(self.fusion(torch.stack([f, le, re], dim=1)))
+        return self.fusion(torch.stack([f, le, re], dim=1))
 
 
 def _fusion_kwargs(cfg: ModelConfig) -> dict[str, float | int]:
@@ -257,7 +292,7 @@ def _norm(identifier: str) -> tuple[list[float], list[float]]:
 
 def _build(cfg: ModelConfig, load_weights: bool) -> tuple[GazeTR, dict[str, WeightsSource]]:
     """The model of ``cfg`` and the source of each role's weights (random init unless ``load_weights``)."""
-    if cfg.name not in MODEL_NAMES:
+    if cfg.name not in FRAME_MODELS:
         raise ConfigError(f"unknown model {cfg.name!r}; known models: {', '.join(MODEL_NAMES)}")
     fusion = _fusion_kwargs(cfg)
     if cfg.name == "gazetr_tiny":
@@ -294,17 +329,57 @@ def GazeTRTiny(cfg: ModelConfig | None = None) -> GazeTR:  # noqa: N802
     return _build(cfg, load_weights=False)[0]
 
 
-def build_model(cfg: ModelConfig, *, load_weights: bool = True) -> tuple[GazeTR, dict[str, WeightsSource]]:
+def build_model(cfg: ModelConfig, *, load_weights: bool = True, window: int = 16) -> tuple[nn.Module, dict[str, WeightsSource]]:
     """The model named by ``cfg.name`` and where each backbone role's weights came from.
 
     With ``load_weights`` (training) the backbones get the weights the config asks for, then
-    ``init_checkpoint`` if given; without (rebuilding a trained model whose checkpoint holds its
-    weights) nothing is read, and the preprocessing still follows the configured weights.
+    ``init_checkpoint`` if given, and a ``gazetr_temporal`` frame encoder the model of its ``init_from``
+    run (role ``frame``); without (rebuilding a trained model whose checkpoint holds its weights)
+    nothing is read, and the preprocessing still follows the configured weights. ``window`` is the
+    temporal transformer's streaming cache (``data.sequence_length``).
     """
-    model, sources = _build(cfg, load_weights)
+    if cfg.is_temporal:
+        frame_cfg = replace(cfg, name=cfg.frame_model, init_from=None, init_checkpoint=None)
+        frame, sources = _build(frame_cfg, load_weights and cfg.init_from is None)
+        model: nn.Module = GazeTRTemporal(frame, temporal_module(cfg, window), window)
+        if load_weights and cfg.init_from is not None:
+            sources = {"frame": load_frame_run(frame, cfg)}  # every branch and the fusion come from the run
+    else:
+        model, sources = _build(cfg, load_weights)
     if load_weights and cfg.init_checkpoint is not None:
         load_pretrained(model, cfg.init_checkpoint)
     return model, sources
+
+
+def temporal_module(cfg: ModelConfig, window: int) -> nn.Module:
+    """The causal module of ``gazetr_temporal`` (``model.temporal``)."""
+    if cfg.temporal == "gru":
+        return CausalGRU(cfg.d_model, cfg.temporal_layers, cfg.dropout)
+    return CausalTransformer(cfg.d_model, cfg.temporal_layers, cfg.temporal_heads, cfg.dropout, window)
+
+
+def load_frame_run(frame: GazeTR, cfg: ModelConfig) -> WeightsSource:
+    """Load the trained single-frame model of checkpoint ``cfg.init_from`` into ``frame`` (strict).
+
+    Its architecture must be ``cfg.frame_model`` with the same fusion settings; anything else is a
+    CheckpointError naming the checkpoint and the difference.
+    """
+    path = Path(cfg.init_from)  # type: ignore[arg-type]
+    state = load_checkpoint(path)
+    saved = (state.get("config") or {}).get("model") or {}
+    if "model" not in state or saved.get("name") != cfg.frame_model:
+        raise CheckpointError(
+            f"--init-from {path}: expected a checkpoint of a single-frame {cfg.frame_model} run (model.frame_model), "
+            f"found model {saved.get('name', 'none recorded')}"
+        )
+    try:
+        frame.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"--init-from {path}: its {cfg.frame_model} does not fit this config's frame encoder (model.d_model, num_layers, "
+            f"num_heads, dim_feedforward, tiny_width must be the run's): {str(e).splitlines()[0]}"
+        ) from None
+    return WeightsSource(f"single-frame run {path.parent.name} ({path.name})", "file", path, sha256_file(path))
 
 
 def count_parameters(model: nn.Module) -> int:

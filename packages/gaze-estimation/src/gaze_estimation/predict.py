@@ -9,6 +9,10 @@ Output CSV, one row per sample: ``source,sample,pitch,yaw,x,y,z`` with pitch/yaw
 ``(x, y, z)`` the unit vector ``pitchyaw_to_vector`` (EVE's convention: it points from the target to the
 eye; the gaze direction is its negation). When every input is an HDF5 file with labels, also
 ``true_pitch,true_yaw,error_deg``. Camera images and videos go through ``predict-raw`` (``raw``).
+
+A temporal run (``gazetr_temporal``) predicts causally, as on a live stream: each frame with every
+earlier frame of its stream (an HDF5 file's runs of consecutive frames of one stimulus; a crop folder's
+images in name order), the state carried from frame to frame (``predict_streams``).
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from torch.utils.data import DataLoader, Dataset
 from perception_shared.errors import DataError
 from perception_shared.logging import get_logger, progress
 
-from .data import EYE_SIZE, FACE_SIZE, GazeH5Dataset
+from .data import EYE_SIZE, FACE_SIZE, GazeH5Dataset, to_float
 from .evaluate import load_model
 from .geometry import pitchyaw_to_vector
 from .metrics import per_sample_errors
+from .scoring import CROP_KEYS, forward_batch
+from .sequences import find_runs, time_index
+from .temporal import GazeTRTemporal
 from .traces import pitchyaw_to_screen, write_trace_csv
-from .train import forward_batch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 _log = get_logger("gaze_estimation.predict")
@@ -116,6 +122,37 @@ def _dataset(src: Path) -> tuple[Dataset, list[str], np.ndarray | None]:
     raise DataError(f"{src}: no such HDF5 file or crop folder")
 
 
+def streams(src: Path, dataset: Dataset) -> list[tuple[int, int]]:
+    """``(first sample, length)`` of each continuous stream of an input, for a temporal model.
+
+    An HDF5 file: its runs (``sequences.find_runs``: a new stimulus or a gap in ``frame_index`` starts a
+    new stream; files without ``step_index``/``frame_index`` are an error). A crop folder: one stream, its
+    images in name order (the frames of one video).
+    """
+    if isinstance(dataset, GazeH5Dataset):
+        step, frame, every = time_index(src)
+        return find_runs(dataset.row_index, step, frame, every)
+    return [(0, len(dataset))]  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def predict_streams(model: GazeTRTemporal, dataset: Dataset, runs: Sequence[tuple[int, int]], *, device: torch.device, chunk: int) -> torch.Tensor:
+    """``(N, 2)`` float64 predictions of a temporal model run causally over each stream of ``dataset``.
+
+    Each stream starts from an empty state and is fed in chunks of ``chunk`` frames with the state
+    carried (``GazeTRTemporal.run``): frame ``t`` sees every earlier frame of its stream, as live.
+    """
+    out = torch.zeros(len(dataset), 2, dtype=torch.float64)  # type: ignore[arg-type]
+    for start, length in progress(runs, desc="predict streams"):
+        state = None
+        for a in range(start, start + length, chunk):
+            items = [dataset[i] for i in range(a, min(a + chunk, start + length))]
+            crops = [to_float(torch.stack([it[k] for it in items]).unsqueeze(0).to(device)) for k in CROP_KEYS]
+            pred, state = model.run(*crops, state)
+            out[a : a + len(items)] = pred[0].double().cpu()
+    return out
+
+
 def predict(
     checkpoint: str | Path,
     inputs: str | Path | Sequence[str | Path],
@@ -145,12 +182,15 @@ def predict(
         w = csv.writer(f)
         w.writerow(header)
         for src, dataset, names, labels in parts:
-            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-            preds = []
-            with torch.no_grad():
-                for batch in progress(loader, desc=f"predict {src.name}"):
-                    preds.append(forward_batch(model, {k: batch[k].to(device) for k in ("face", "leye", "reye")}).float().cpu())
-            pred = torch.cat(preds).double()
+            if isinstance(model, GazeTRTemporal):
+                pred = predict_streams(model, dataset, streams(src, dataset), device=device, chunk=batch_size)
+            else:
+                loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+                preds = []
+                with torch.no_grad():
+                    for batch in progress(loader, desc=f"predict {src.name}"):
+                        preds.append(forward_batch(model, {k: batch[k].to(device) for k in CROP_KEYS}).float().cpu())
+                pred = torch.cat(preds).double()
             vec, pred_np = pitchyaw_to_vector(pred).numpy(), pred.numpy()
             errors = per_sample_errors(pred_np, labels) if with_labels and labels is not None else None
             for j, name in enumerate(names):

@@ -88,6 +88,7 @@ class SceneParams:
     reye_du: np.ndarray
     reye_dv: np.ndarray
     noise: np.ndarray  # sensor noise std, [0, 1] intensity units
+    openness: np.ndarray  # 1: eyes open, 0: closed (a blink: the lids hide iris and pupil)
 
     def __len__(self) -> int:
         return len(self.gaze_pitch)
@@ -155,6 +156,7 @@ def sample_params(rng: np.random.Generator, n: int, participant: dict[str, np.nd
         reye_du=jitter[4].astype(np.float32),
         reye_dv=jitter[5].astype(np.float32),
         noise=rng.uniform(0.0, 0.025, n).astype(np.float32),
+        openness=np.ones(n, dtype=np.float32),
         **per,
     )
 
@@ -284,9 +286,12 @@ def _eye_layers(p: SceneParams, img: np.ndarray, U: np.ndarray, V: np.ndarray, p
     # Lid aperture on the eyeball in the head's forward direction; the upper lid follows eye-in-head pitch.
     du, dv = U - c(eu + p.eyeball_r * fx), V - c(ev + p.eyeball_r * fy)
     upper = c(p.eye_h * np.clip(1.0 + 1.2 * (fy - gy), 0.35, 1.8))
-    ap_a = _ellipse_alpha(du, dv, c(p.eye_w), np.where(dv < 0, upper, c(p.eye_h)), px)
+    ap_a = _ellipse_alpha(du, dv, c(p.eye_w), np.where(dv < 0, upper, c(p.eye_h)), px) * c(p.openness)
     # Lash line: a dark rim along the upper lid (2 units thick), drawn under the aperture.
     lash_a = 0.85 * _ellipse_alpha(du, dv - 1.0, c(p.eye_w + 1.5), np.where(dv < 1.0, upper + 2.0, c(p.eye_h)), px)
+    # Closed lids (a blink) leave only the lash line where the lids meet.
+    closed_a = 0.85 * _ellipse_alpha(du, dv, c(p.eye_w + 1.5), c(np.full(n, 1.2)), px)
+    lash_a = lash_a * c(p.openness) + closed_a * c(1.0 - p.openness)
     img = _paint(img, lash_a, np.full(3, 0.08, dtype=np.float32))
     eye_img = np.array([0.92, 0.9, 0.86], dtype=np.float32) * (0.55 + 0.45 * shade)
     # Iris and pupil: discs on the eyeball in the gaze direction, foreshortened along it.
@@ -579,6 +584,21 @@ def make_camera_images(out: str | Path, n: int, *, seed: int = 0, image_size: tu
     return out
 
 
+def participant_jobs(
+    out: str | Path, train: int, val: int, camera: str, seed: int, streams: tuple[int, int] = (0, 1)
+) -> list[tuple[np.random.Generator, Path]]:
+    """Each participant's RNG and file: ``out/<split>/participant_<split><k>/frames_<camera>.h5``.
+
+    Participant ``k`` of a split draws from ``(seed, stream of the split, k)`` alone, so adding
+    participants does not change the existing ones; another generator passes its own ``streams``.
+    """
+    jobs = [("train", k) for k in range(train)] + [("val", k) for k in range(val)]
+    return [
+        (np.random.default_rng([seed, streams[0] if split == "train" else streams[1], k]), Path(out) / split / f"{PARTICIPANT_PREFIX}{split}{k + 1:02d}" / h5_name(camera))
+        for split, k in jobs
+    ]
+
+
 def make_synthetic(
     out: str | Path,
     *,
@@ -596,14 +616,10 @@ def make_synthetic(
     """
     if train_participants < 1 or val_participants < 0 or samples_per_participant < 1:
         raise ValueError("make_synthetic needs at least one training participant and one sample per participant")
-    out = Path(out)
     written = []
-    jobs = [("train", k) for k in range(train_participants)] + [("val", k) for k in range(val_participants)]
-    for split, k in progress(jobs, desc="synthetic participants"):
-        rng = np.random.default_rng([seed, 0 if split == "train" else 1, k])
+    for rng, path in progress(participant_jobs(out, train_participants, val_participants, camera, seed), desc="synthetic participants"):
         appearance = sample_participant(rng)
         params = sample_params(rng, samples_per_participant, appearance)
-        path = out / split / f"{PARTICIPANT_PREFIX}{split}{k + 1:02d}" / h5_name(camera)
         with H5Writer(path) as w:
             for start in range(0, samples_per_participant, chunk):
                 s = render_sample(params.subset(slice(start, start + chunk)), rng)

@@ -10,31 +10,33 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.distributed import DistContext, gather_by_index
 from perception_shared.errors import DataError
 from perception_shared.logging import get_logger
 from perception_shared.pretrained import WeightsSource, check_against_manifest, load_weights_manifest
-from perception_shared.samplers import eval_indices, make_eval_loader, make_train_loader
+from perception_shared.samplers import make_eval_loader, make_train_loader
 from perception_shared.seed import seed_everything
 from perception_shared.training import FitResult, StepInfo, StepOutput, Trainer
 
-from .config import OptimConfig, TrainConfig
-from .data import GazeH5Dataset, find_h5_files, participant_id, split_selection, to_float
-from .figures import gaze_figure
+from .config import OptimConfig, TrainConfig, is_random_init, purpose_line
+from .data import find_h5_files, participant_id, split_selection
 from .geometry import angular_error_deg
-from .losses import gaze_loss
-from .metrics import mean_predictor_errors, per_sample_errors, summarize_errors
+from .losses import gaze_loss, sequence_loss
 from .models import build_model, count_parameters, weights_manifest_path
+from .scoring import (
+    dataset_for,
+    describe_windows,
+    draw_predictions,
+    evaluate_predictions,
+    figure_indices,
+    forward_batch,
+    frame_dataset,
+    predict_loader,
+)
 
 _log = get_logger("gaze_estimation.train")
-
-
-def forward_batch(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Run ``model`` on a collated batch of uint8 crops; ``(B, 2)`` pitch/yaw radians."""
-    return model(to_float(batch["face"]), to_float(batch["leye"]), to_float(batch["reye"]))
 
 
 def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
@@ -61,63 +63,31 @@ def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float):
     return factor
 
 
-@torch.no_grad()
-def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions of this rank's share of ``loader``: ``(indices (M,), pitch/yaw (M, 2) float64)``.
+def make_step_fn(mse_weight: float, freeze_encoder_epochs: int = 0) -> Callable[[nn.Module, dict[str, torch.Tensor], StepInfo], StepOutput]:
+    """The training step: forward, loss, and the batch's mean angular error (per frame) as a device tensor.
 
-    Follow with ``gather_by_index`` to get every sample over all ranks.
-    """
-    preds = []
-    for batch in loader:
-        out = forward_batch(model, {k: batch[k].to(device, non_blocking=True) for k in ("face", "leye", "reye")})
-        preds.append(out.float().cpu())
-    pred = torch.cat(preds).double().numpy() if preds else np.zeros((0, 2))
-    return np.asarray(eval_indices(loader), dtype=np.int64), pred
-
-
-def evaluate_predictions(dataset: GazeH5Dataset, indices: np.ndarray, pred: np.ndarray, train_mean: np.ndarray | None) -> dict[str, Any]:
-    """Metrics of gathered predictions (all samples, dataset order), plus the mean-predictor baseline."""
-    target = dataset.gaze[indices].astype(np.float64)
-    errors = per_sample_errors(pred, target)
-    summary = summarize_errors(errors, dataset.participant_of(indices))
-    if train_mean is not None:
-        summary["mean_predictor_error_deg"] = float(mean_predictor_errors(train_mean, target).mean())
-    return summary
-
-
-def figure_indices(n: int, k: int) -> np.ndarray:
-    """``k`` evenly spread indices of ``n`` samples (the same every epoch)."""
-    return np.unique(np.linspace(0, n - 1, num=min(k, n)).round().astype(np.int64))
-
-
-def draw_predictions(dataset: GazeH5Dataset, indices: np.ndarray, pred: np.ndarray) -> Any:
-    """A gaze figure of dataset ``indices`` with ``pred`` ``(K, 2)``; reads the crops from disk."""
-    crops = [dataset.read(int(i)) for i in indices]
-    dataset.close()  # the main process keeps no handle open across the workers' fork
-    titles = [f"{p} #{int(i)}" for p, i in zip(dataset.participant_of(indices), indices)]
-    return gaze_figure([c[0] for c in crops], [c[1] for c in crops], [c[2] for c in crops], pred, dataset.gaze[indices], titles)
-
-
-def purpose_line(purpose: str) -> str:
-    """How logs and reports name a config's purpose."""
-    if purpose == "toy":
-        return "TOY settings (demo/test size): the numbers check the pipeline, not a research question"
-    return "research settings"
-
-
-def make_step_fn(mse_weight: float) -> Callable[[nn.Module, dict[str, torch.Tensor], StepInfo], StepOutput]:
-    """The training step: forward, loss, and the batch's mean angular error as a device tensor.
-
+    Single frames: ``gaze_loss``. Windows (``valid`` in the batch): ``sequence_loss`` over every valid
+    frame; in the first ``freeze_encoder_epochs`` epochs the temporal model's frame encoder is frozen.
     Nothing in it reads a tensor's value on the host (no ``.item()``, ``float()``, ``bool()``), so it
     never stalls a GPU; the Trainer reads the logged values once per ``loop.log_every`` steps.
     """
 
     def step_fn(m: nn.Module, batch: dict[str, torch.Tensor], info: StepInfo) -> StepOutput:
+        if freeze_encoder_epochs:
+            getattr(m, "module", m).freeze_encoder(info.epoch < freeze_encoder_epochs)
         pred = forward_batch(m, batch)
-        loss = gaze_loss(pred, batch["gaze"], mse_weight)
+        if "valid" not in batch:
+            loss = gaze_loss(pred, batch["gaze"], mse_weight)
+            with torch.no_grad():
+                err = angular_error_deg(pred.detach().float(), batch["gaze"].float()).mean()
+            return StepOutput(loss=loss, metrics={"angular_error": err}, n=float(len(pred)))
+        valid = batch["valid"]
+        loss = sequence_loss(pred, batch["gaze"], valid, mse_weight)
         with torch.no_grad():
-            err = angular_error_deg(pred.detach().float(), batch["gaze"].float()).mean()
-        return StepOutput(loss=loss, metrics={"angular_error": err}, n=float(len(pred)))
+            w = valid.float()
+            err = (angular_error_deg(pred.detach().float(), batch["gaze"].float()) * w).sum() / w.sum().clamp(min=1.0)
+        # weighted by frames of full windows (counting the valid ones would read a value on the host)
+        return StepOutput(loss=loss, metrics={"angular_error": err}, n=float(pred.shape[0] * pred.shape[1]))
 
     return step_fn
 
@@ -161,15 +131,16 @@ def train(
         find_h5_files(cfg.data.root, cfg.data.train_split, cfg.data.camera), cfg.data.selection_participants, cfg.data.selection_seed
     )
     augment = cfg.augment if cfg.augment.enabled else None
-    train_set = GazeH5Dataset(splits.train, augment=augment, policy=policy)
-    select_set = GazeH5Dataset(splits.selection, policy=policy)
+    train_set = dataset_for(cfg, splits.train, training=True, augment=augment, policy=policy)
+    select_loaded = dataset_for(cfg, splits.selection, training=False, policy=policy)
+    frames, select_set = frame_dataset(train_set), frame_dataset(select_loaded)
     _log.info(
-        "data %s: %d training samples (%d participants); model selection on %d samples of held-out training "
+        "data %s: %d training samples (%d participants)%s; model selection on %d samples of held-out training "
         "participants %s; the validation participants (%s*) are not used in training; %s",
-        cfg.data.root, len(train_set), len(train_set.participants), len(select_set), ", ".join(select_set.participants),
-        cfg.data.val_split, policy.summary(),
+        cfg.data.root, len(frames), len(frames.participants), describe_windows(train_set), len(select_set),
+        ", ".join(select_set.participants), cfg.data.val_split, policy.summary(),
     )
-    model, sources = build_model(cfg.model)
+    model, sources = build_model(cfg.model, window=cfg.data.sequence_length)
     _log.info("model %s: %s parameters; weights: %s", cfg.model.name, f"{count_parameters(model):,}", describe_weights(sources))
     for warning in check_weights_hashes(sources):
         _log.warning("%s", warning)
@@ -179,14 +150,14 @@ def train(
     train_loader = make_train_loader(
         train_set, cfg.data.batch_size, seed=cfg.seed, num_workers=cfg.data.num_workers, pin_memory=pin
     )
-    select_loader = make_eval_loader(select_set, cfg.data.eval_batch_size, num_workers=cfg.data.num_workers, pin_memory=pin)
+    select_loader = make_eval_loader(select_loaded, cfg.data.eval_batch_size, num_workers=cfg.data.num_workers, pin_memory=pin)
     steps_per_epoch = len(train_loader)
     if cfg.loop.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, cfg.loop.max_steps_per_epoch)
     total = steps_per_epoch * cfg.loop.epochs
     optimizer = make_optimizer(model, cfg.optim)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, min(cfg.optim.warmup_steps, total // 2), cfg.optim.min_lr_ratio))
-    train_mean = train_set.gaze.mean(axis=0).astype(np.float64)
+    train_mean = frames.gaze.mean(axis=0).astype(np.float64)
     trainer: Trainer | None = None
 
     def eval_fn(m: nn.Module, epoch: int) -> dict[str, float]:
@@ -218,7 +189,7 @@ def train(
         model=model,
         optimizer=optimizer,
         train_loader=train_loader,
-        step_fn=make_step_fn(cfg.mse_weight),
+        step_fn=make_step_fn(cfg.mse_weight, cfg.model.freeze_encoder_epochs if cfg.model.is_temporal else 0),
         loop=cfg.loop,
         ctx=ctx,
         run_dir=run_dir,
@@ -226,9 +197,11 @@ def train(
         eval_fn=eval_fn,
         scheduler=scheduler,
         scheduler_interval="step",
+        # a frozen encoder takes no part in the loss, which DDP must be told
+        ddp_kwargs={"find_unused_parameters": True} if cfg.model.is_temporal and cfg.model.freeze_encoder_epochs else None,
         extra_state={
             "train_mean_gaze": [float(v) for v in train_mean],
-            "train_participants": list(train_set.participants),
+            "train_participants": list(frames.participants),
             "selection_participants": list(select_set.participants),
             "weights": weights_record(sources),
         },
@@ -240,7 +213,7 @@ def train(
             "extra": {
                 "purpose": cfg.purpose,
                 "selection_participants": list(select_set.participants),
-                "random_init": not cfg.model.pretrained,
+                "random_init": is_random_init(cfg),
             },
         },
     )
