@@ -91,7 +91,7 @@ PACKAGES: dict[str, Package] = {
     "gaze-estimation": Package(
         name="gaze-estimation",
         module="gaze_estimation",
-        subcommands=COMMON_SUBCOMMANDS + ("predict-raw", "convert-eve"),
+        subcommands=COMMON_SUBCOMMANDS + ("predict-raw", "convert-eve", "compare"),
         # three training participants: one of them is held out for model selection
         synthetic_args=("--train-participants", "3", "--val-participants", "2", "--samples", "13"),
         train_args=lambda data: ["--config", "demo", "--data", str(data)],

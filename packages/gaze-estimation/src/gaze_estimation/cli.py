@@ -229,7 +229,7 @@ def _predict_raw(args: argparse.Namespace) -> int:
         batch_size=args.batch_size or 32, annotate=args.annotate,
     )
     print(
-        f"{summary['frames']} frame(s), a face in {summary['faces_found']}; wrote {summary['outputs']['csv']} "
+        f"{summary['frames']} frame(s), a face in {summary['frames_with_face']} ({summary['faces_found']} face(s)); wrote {summary['outputs']['csv']} "
         f"(pitch/yaw in the camera's coordinates, EVE's convention: see gaze_summary.json)"
     )
     return 0

@@ -100,7 +100,7 @@ def export_crops(h5_file: Path, out: Path, n: int) -> Path:
 def raw_errors(gaze_csv: Path, truth_csv: Path) -> np.ndarray:
     """Angular errors (degrees) of predict-raw's camera-frame gaze against the rendered truth, faces found only."""
     with open(gaze_csv) as f:
-        pred = {Path(r["source"]).name: r for r in csv.DictReader(f) if r["face_found"] == "1"}
+        pred = {Path(r["source"]).name: r for r in csv.DictReader(f) if r["face_found"] == "1" and r["face_index"] == "0"}
     with open(truth_csv) as f:
         truth = {r["file"]: r for r in csv.DictReader(f)}
     names = [n for n in truth if n in pred]
