@@ -514,14 +514,17 @@ def _plan(folders: Sequence[Path], dst: Path, settings: ConvertSettings, *, skip
         if tmp.exists():
             tmp.unlink()
             _log.info("%s: removed %s, left by an interrupted conversion", folder.name, tmp)
-        problem = None
-        if job.out_path.exists():
-            problem = "--force" if force else completion_problem(job)
-            if problem is None:
+        complete = False
+        if job.out_path.exists() and force:
+            _log.info("%s: converting %s again (--force)", folder.name, job.out_path)
+        elif job.out_path.exists():
+            problem = completion_problem(job)
+            complete = problem is None
+            if complete:
                 _log.info("%s: %s is complete (same settings and source files), skipped", folder.name, job.out_path)
             else:
                 _log.warning("%s: converting again: %s %s", folder.name, job.out_path, problem)
-        plan.append((job, job.out_path.exists() and problem is None))
+        plan.append((job, complete))
     return plan
 
 
