@@ -61,6 +61,7 @@ from typing import Any
 import av
 import h5py
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import ConfigError, DataError
@@ -247,14 +248,19 @@ def convert_step(
             v.clear()
 
     counts = {"face": 0, "eyes": 0}
+    # one scaler per video, set up once: a frame's own to_ndarray(width=...) sets one up for every frame,
+    # which took 4x as long as the scaling itself (same pixels either way)
+    face_scaler, eyes_scaler = VideoReformatter(), VideoReformatter()
     try:
         with av.open(str(face_path)) as fc, av.open(str(eyes_path)) as ec:
             for i, (ff, ef) in enumerate(zip_longest(_frames(fc), _frames(ec))):
                 counts["face"] += ff is not None
                 counts["eyes"] += ef is not None
                 if i < n and keep[i] and ff is not None and ef is not None:
-                    buf["face"].append(ff.to_ndarray(format="rgb24", width=FACE_SIZE, height=FACE_SIZE, interpolation="AREA"))
-                    buf["eyes"].append(ef.to_ndarray(format="rgb24", width=2 * EYE_SIZE, height=EYE_SIZE, interpolation="AREA"))
+                    face = face_scaler.reformat(ff, format="rgb24", width=FACE_SIZE, height=FACE_SIZE, interpolation="AREA")
+                    eyes = eyes_scaler.reformat(ef, format="rgb24", width=2 * EYE_SIZE, height=EYE_SIZE, interpolation="AREA")
+                    buf["face"].append(face.to_ndarray())
+                    buf["eyes"].append(eyes.to_ndarray())
                     buf["frame"].append(i)
                     if len(buf["frame"]) >= chunk:
                         flush()
