@@ -4,8 +4,8 @@
 
 A frame is one label row: one face frame and one eye frame, both decoded. ``decode-only`` decodes both
 videos of every stimulus folder in one process and does nothing with the frames (the floor of convert-eve
-in one process); ``convert`` is ``convert_eve`` with ``--force`` (every participant converted), its wall
-time from start to end including the worker processes' start. Goals (issue 22): 1 worker >= 0.8 of
+in one process); ``convert`` is ``convert_eve`` into an empty output folder, its wall time from start to
+end including the worker processes' start. Goals (issue 22): 1 worker >= 0.8 of
 decode-only, 2 workers >= 1.6 x 1 worker on 2 cores.
 
 Without ``--raw`` it writes a synthetic raw EVE set (``--participants`` train folders of ``--steps`` stimulus
@@ -152,9 +152,10 @@ def main() -> None:
             raise SystemExit(f"decoded {decoded} face frames, the labels have {frames} rows")
         runs.append({"repeat": r, **row})
         for workers in (1, 2):
+            shutil.rmtree(out / "train", ignore_errors=True)  # a fresh conversion, not a rerun
             row, _ = timed(
                 f"convert {workers} worker(s)",
-                lambda w=workers: convert_eve(raw, out, splits=("train",), every=args.every, workers=w, force=True),
+                lambda w=workers: convert_eve(raw, out, splits=("train",), every=args.every, workers=w),
                 frames,
             )
             runs.append({"repeat": r, "workers": workers, **row})

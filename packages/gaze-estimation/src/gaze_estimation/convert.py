@@ -230,22 +230,23 @@ def convert_step(
     keep[::every] = True
     keep &= valid
     start = writer.n
-    buf: dict[str, list] = {"face": [], "eyes": [], "frame": []}
+    # a chunk's frames go straight into these buffers (no list of arrays to stack)
+    face_buf = np.empty((chunk, FACE_SIZE, FACE_SIZE, 3), np.uint8)
+    eyes_buf = np.empty((chunk, EYE_SIZE, 2 * EYE_SIZE, 3), np.uint8)
+    buffered: list[int] = []  # the video frame of each buffered sample
 
     def flush() -> None:
-        if buf["frame"]:
-            eyes = np.stack(buf["eyes"])
-            rows = np.asarray(buf["frame"], dtype=np.int64)
+        if buffered:
+            b, rows = len(buffered), np.asarray(buffered, dtype=np.int64)
             writer.append(
-                np.stack(buf["face"]),
-                np.ascontiguousarray(eyes[:, :, EYE_SIZE:]),  # right half of the frame: the subject's left eye
-                np.ascontiguousarray(eyes[:, :, :EYE_SIZE]),  # left half: the subject's right eye
+                face_buf[:b],
+                eyes_buf[:b, :, EYE_SIZE:],  # right half of the frame: the subject's left eye
+                eyes_buf[:b, :, :EYE_SIZE],  # left half: the subject's right eye
                 gaze[rows],
-                step_index=np.full(len(rows), step_index, dtype=np.int64),
+                step_index=np.full(b, step_index, dtype=np.int64),
                 frame_index=rows,
             )
-        for v in buf.values():
-            v.clear()
+            buffered.clear()
 
     counts = {"face": 0, "eyes": 0}
     # one scaler per video, set up once: a frame's own to_ndarray(width=...) sets one up for every frame,
@@ -259,10 +260,10 @@ def convert_step(
                 if i < n and keep[i] and ff is not None and ef is not None:
                     face = face_scaler.reformat(ff, format="rgb24", width=FACE_SIZE, height=FACE_SIZE, interpolation="AREA")
                     eyes = eyes_scaler.reformat(ef, format="rgb24", width=2 * EYE_SIZE, height=EYE_SIZE, interpolation="AREA")
-                    buf["face"].append(face.to_ndarray())
-                    buf["eyes"].append(eyes.to_ndarray())
-                    buf["frame"].append(i)
-                    if len(buf["frame"]) >= chunk:
+                    face_buf[len(buffered)] = face.to_ndarray()
+                    eyes_buf[len(buffered)] = eyes.to_ndarray()
+                    buffered.append(i)
+                    if len(buffered) == chunk:
                         flush()
                 if (i + 1) % PROGRESS_FRAMES == 0 and i < n:
                     on_frames(PROGRESS_FRAMES)
