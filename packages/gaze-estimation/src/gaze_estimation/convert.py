@@ -64,7 +64,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from perception_shared.badinput import BadInputPolicy
-from perception_shared.errors import ConfigError, DataError
+from perception_shared.errors import ConfigError, DataError, UserError
 from perception_shared.logging import ROOT_LOGGER, close_logging, get_logger, progress
 
 from .data import (
@@ -413,8 +413,10 @@ def convert_participant(job: ParticipantJob, policy: BadInputPolicy, on_frames: 
         n = writer.n
         writer.close()
         return n
-    except BaseException:
+    except BaseException as e:
         writer.abort()
+        if not isinstance(e, UserError):  # a user error names its file already; a crash should name the participant
+            e.add_note(f"while converting {job.folder} into {job.out_path}")
         raise
 
 
