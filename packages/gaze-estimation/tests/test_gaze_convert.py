@@ -195,14 +195,16 @@ def test_interrupted_conversion_resumes_to_the_same_files(eve_many, tmp_path):
     """
     out, args = tmp_path / "out", ("--workers", "1", "--every", "2")
     first = out / "train" / "participant_train01" / "frames_basler.h5"
-    proc = subprocess.Popen(convert_cli(eve_many, out, *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while proc.poll() is None and not first.exists():
-            time.sleep(0.002)
-        proc.kill()
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the conversion ended before it could be interrupted"
+    log = tmp_path / "interrupted.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(convert_cli(eve_many, out, *args), stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            while proc.poll() is None and not first.exists():
+                time.sleep(0.002)
+            proc.kill()
+        finally:
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the conversion ended before it could be interrupted:\n{log.read_text()}"
     complete = sorted(out.rglob("frames_basler.h5"))
     leftovers = sorted(out.rglob("*.tmp"))
     assert first in complete and len(complete) < len(PARTICIPANTS)
