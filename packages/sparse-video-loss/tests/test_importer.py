@@ -7,8 +7,9 @@ import torch
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import DataError
 from sparse_video_loss.cli import main
-from sparse_video_loss.data import SparseVideoDataset, load_sequences
+from sparse_video_loss.data import SparseVideoDataset
 from sparse_video_loss.importer import bin_trace, import_csv
+from sparse_video_loss.sequences import load_sequences
 
 
 def test_bin_trace_means_samples_per_frame_and_maps_screen_to_grid():

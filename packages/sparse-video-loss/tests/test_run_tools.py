@@ -12,10 +12,10 @@ from perception_shared.distributed import init_distributed
 from perception_shared.errors import DataError, UserError, WeightsError
 from perception_shared.export import run_exported
 from sparse_video_loss.cli import main
-from sparse_video_loss.data import create_sparse_frames
 from sparse_video_loss.evaluate import evaluate_run, load_trained_model
 from sparse_video_loss.export import export_run, sparse_inputs
 from sparse_video_loss.predict import predict_traces
+from sparse_video_loss.sequences import create_sparse_frames
 from sparse_video_loss.synthetic import make_synthetic
 from sparse_video_loss.train import build_loss, build_model, init_weights, load_split, train
 

@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from sparse_video_loss.data import SparseVideoDataset, load_sequences
+from sparse_video_loss.data import SparseVideoDataset
+from sparse_video_loss.sequences import load_sequences
 from sparse_video_loss.synthetic import FIXATION, PURSUIT, SACCADE, MotionParams, generate_split, make_synthetic
 
 

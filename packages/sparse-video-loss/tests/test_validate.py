@@ -7,7 +7,7 @@ import torch
 from perception_shared.config import load_config, resolve_config_path
 from sparse_video_loss.cli import main
 from sparse_video_loss.config import OriginalFormatConfig, TrainConfig
-from sparse_video_loss.data import load_sequences, save_sequences
+from sparse_video_loss.sequences import load_sequences, save_sequences
 from sparse_video_loss.synthetic import make_synthetic
 from sparse_video_loss.validate import validate_data
 

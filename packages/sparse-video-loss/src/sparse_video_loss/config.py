@@ -66,7 +66,7 @@ class OriginalFormatConfig:
 @dataclass
 class DataConfig:
     root: str = "data/sparse-video"  # directory with the split files (``--data`` overrides it)
-    # native: train.pt/val.pt/test.pt written by make-synthetic or import-csv (sparse_video_loss.data);
+    # native: train.pt/val.pt/test.pt written by make-synthetic or import-csv (sparse_video_loss.sequences);
     # original: the study's files, mapped by ``original`` (sparse_video_loss.original_data)
     format: Literal["native", "original"] = "native"
     original: OriginalFormatConfig = field(default_factory=OriginalFormatConfig)

@@ -3,7 +3,7 @@
 The native format lives in ``sequences`` (what a split file holds, its checks and frame rendering);
 readers of other formats stand on it and convert to it (``original_data`` for the study's own files).
 ``load_split_data`` picks the reader ``data.format`` names, so this module sits above both and neither
-imports it. The format's names that the rest of the package uses are importable from here as well.
+imports it.
 """
 
 from __future__ import annotations
@@ -18,29 +18,9 @@ from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import DataError
 
 from .original_data import load_original
-from .sequences import (
-    MOTION_NAMES,
-    SPLITS,
-    UNKNOWN_MOTION,
-    create_sparse_frames,
-    load_sequences,
-    pixel_indices,
-    save_sequences,
-    split_path,
-)
+from .sequences import UNKNOWN_MOTION, load_sequences, pixel_indices, split_path
 
-__all__ = [
-    "MOTION_NAMES",
-    "SPLITS",
-    "UNKNOWN_MOTION",
-    "SparseVideoDataset",
-    "create_sparse_frames",
-    "load_sequences",
-    "load_split_data",
-    "pixel_indices",
-    "save_sequences",
-    "split_path",
-]
+__all__ = ["SparseVideoDataset", "load_split_data"]
 
 
 def load_split_data(cfg: Any, split: str, policy: BadInputPolicy | None = None, root: str | Path | None = None) -> tuple[Path, dict[str, Any]]:

@@ -23,10 +23,11 @@ from perception_shared.samplers import eval_indices, make_eval_loader
 
 from . import __version__
 from .config import TrainConfig
-from .data import SparseVideoDataset, pixel_indices
+from .data import SparseVideoDataset
 from .losses import SparseLoss
 from .metrics import HEADLINE_KEYS, THRESHOLD, best_f1_threshold, horizon_metrics, one_hot_targets
 from .report import plot_per_horizon, plot_prediction_grid
+from .sequences import pixel_indices
 from .train import build_loss, build_model, check_same_size, load_split, model_identifier, toy_note
 
 log = get_logger("sparse_video_loss.evaluate")

@@ -42,7 +42,7 @@ from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import DataError
 from perception_shared.logging import get_logger
 
-from .data import SPLITS, save_sequences
+from .sequences import SPLITS, save_sequences
 
 REQUIRED_COLUMNS = ("sequence", "t", "x", "y")
 # Gaze is sampled at 15 Hz (webcams) to 2000 Hz (lab trackers): 0.5-67 ms between samples. A median

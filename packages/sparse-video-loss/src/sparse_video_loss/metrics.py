@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import MOTION_NAMES
+from .sequences import MOTION_NAMES
 
 THRESHOLD = 0.5
 HIT_RADII_PX = (1, 2)

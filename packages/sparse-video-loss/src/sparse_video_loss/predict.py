@@ -30,11 +30,12 @@ from perception_shared.jsonio import json_ready, write_json
 from perception_shared.logging import get_logger
 from perception_shared.plotting import write_history_csv
 
-from .data import create_sparse_frames, load_split_data
+from .data import load_split_data
 from .evaluate import load_trained_model
 from .importer import MAX_SAMPLE_INTERVAL_S, bin_trace, read_traces
 from .metrics import argmax_pixels, collapsed, peak_to_mean
 from .report import plot_prediction_strip
+from .sequences import create_sparse_frames
 
 log = get_logger("sparse_video_loss.predict")
 

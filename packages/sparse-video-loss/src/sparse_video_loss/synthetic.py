@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from .config import OriginalFormatConfig
-from .data import SPLITS, save_sequences
 from .original_data import write_original
+from .sequences import SPLITS, save_sequences
 
 FIXATION, PURSUIT, SACCADE = 0, 1, 2
 

@@ -32,9 +32,10 @@ from perception_shared.weights import load_pretrained
 
 from . import __version__
 from .config import LossConfig, ModelConfig, PerfConfig, TrainConfig
-from .data import SparseVideoDataset, load_split_data, split_path
+from .data import SparseVideoDataset, load_split_data
 from .losses import SparseLoss, get_loss_function
 from .models import SimVP, count_parameters
+from .sequences import split_path
 
 log = get_logger("sparse_video_loss.train")
 

@@ -26,8 +26,9 @@ from perception_shared.errors import DataError
 from perception_shared.validation import ValidationReport, collecting_policy
 
 from .config import DataConfig
-from .data import MOTION_NAMES, SPLITS, load_sequences, load_split_data, split_path
+from .data import load_split_data
 from .importer import MAX_SAMPLE_INTERVAL_S, check_sample_interval, read_traces
+from .sequences import MOTION_NAMES, SPLITS, load_sequences, split_path
 
 
 def _summarize_sequences(path: Path, data: dict[str, Any], raw_count: int, seconds: float) -> dict[str, Any]:
