@@ -15,7 +15,10 @@ Outputs in ``<run>/evaluation/`` (or ``--out``): ``metrics.json`` (``n_samples``
 and the run's entropy dose), ``per_image.csv`` (what ``report`` bootstraps), ``manifest.json`` (the data
 evaluated, with content hashes), ``bias_map.npy`` (saliency-grid log-probabilities), ``bias_map.png``,
 ``examples_<dataset>.png`` and ``examples.npz`` (images, fixations and predictions of the first
-``eval.examples`` images, for ``report``).
+``eval.examples`` images, for ``report``). When the checkpoint lies in a run directory (one with a
+``manifest.json``), the figures also go to that run's TensorBoard and, with ``tracking.wandb`` on in its
+config, its W&B run (continued), at the checkpoint's step, as ``evaluate/bias_map`` and
+``evaluate/examples_<dataset>``.
 
 Evaluating on other MIT1003 files than the run was trained with (``--data``) is refused, naming the
 difference, unless ``allow_data_mismatch``: the validation split is only held out on the same data.
