@@ -513,6 +513,7 @@ def make_report(
     out = Path(out_dir) if out_dir is not None else regs[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
     results = _criteria(pairs, criteria)
+    overall = verdict([x["decision"] for x in results])
     base, reg = pairs[0]
     status = run_status(
         toy=any(run["metrics"].get("toy") for pair in pairs for run in pair),
@@ -521,7 +522,7 @@ def make_report(
     pair_names = f"{base['dir'].name} vs {reg['dir'].name}"
     seeds = f"{len(pairs)} seed(s)"
     figures = {
-        "criteria": _plot_criteria(results, verdict([x["decision"] for x in results]), subtitle(None, status, f"{seeds}, {pair_names}"), out / "criteria.png"),
+        "criteria": _plot_criteria(results, overall, subtitle(None, status, f"{seeds}, {pair_names}"), out / "criteria.png"),
         "curves": _plot_curves(base, reg, subtitle(None, status, f"first seed: {pair_names}"), out / "curves.png"),
         "bias_maps": _plot_bias_maps(base, reg, subtitle(None, status, f"first seed: {pair_names}"), out / "bias_maps.png"),
         "examples": _plot_examples(base, reg, "mit1003_val", subtitle(None, status, f"MIT1003 val split, first seed: {pair_names}"), out / "examples.png"),
@@ -565,7 +566,7 @@ def make_report(
     report = {
         "package": "saliency-entropy",
         "version": __version__,
-        "verdict": verdict([x["decision"] for x in results]),
+        "verdict": overall,
         "seeds": [row["seed"] for row in per_seed],
         "criteria": results,
         "thresholds": {k: getattr(criteria, k) for k in criteria.__dataclass_fields__},
