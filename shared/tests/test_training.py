@@ -10,13 +10,15 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from perception_shared import plotting
 from perception_shared.checkpoint import load_checkpoint
 from perception_shared.distributed import init_distributed
+from perception_shared.figures import Quantity, record_figures, run_status
 from perception_shared.preemption import MARKER, Preempted
 from perception_shared.samplers import make_train_loader
 from perception_shared.seed import seed_everything
 from perception_shared.tracking import read_scalars
-from perception_shared.training import LoopConfig, NonFiniteLossError, StepOutput, Trainer
+from perception_shared.training import HISTORY_PNG, LoopConfig, NonFiniteLossError, StepOutput, Trainer
 
 TRUE_W = torch.tensor([1.5, -2.0, 0.5, 3.0])
 
@@ -36,7 +38,8 @@ class NoisyRegression(Dataset):
         return self.x[i] + 0.05 * torch.randn(4), self.y[i]
 
 
-def build(run_dir, epochs, *, workers=0, sched="multistep", signal_at=None, patience=None, lr=0.05, loop_kw=None):
+def build(run_dir, epochs, *, workers=0, sched="multistep", signal_at=None, patience=None, lr=0.05, loop_kw=None,
+          history_plot=None):
     seed_everything(0)
     ctx = init_distributed("cpu", environ={})
     model = nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.1), nn.Tanh(), nn.Linear(16, 1))
@@ -64,7 +67,7 @@ def build(run_dir, epochs, *, workers=0, sched="multistep", signal_at=None, pati
     loop = LoopConfig(**{"epochs": epochs, "early_stopping_patience": patience, "log_every": 2, **(loop_kw or {})})
     trainer = Trainer(model=model, optimizer=opt, train_loader=loader, step_fn=step, eval_fn=evaluate,
                       loop=loop, ctx=ctx, run_dir=run_dir, config={"epochs": epochs}, scheduler=scheduler,
-                      scheduler_interval=interval)
+                      scheduler_interval=interval, history_plot=history_plot)
     return trainer, model
 
 
@@ -257,3 +260,32 @@ def test_a_mid_epoch_checkpoint_keeps_every_ranks_running_sums():
     assert first == {"sums": {"loss": 8.0}, "counts": {"loss": 8.0}}
     assert other == {"sums": {"loss": 0.0}, "counts": {"loss": 0.0}}
     assert _merged_means({"sums": {"a": 1.0}, "counts": {"a": 2.0}}, first_rank=True)["counts"] == {"a": 2.0}
+
+
+def test_history_plot_settings_reach_the_figure_with_the_best_epoch_marked(tmp_path, monkeypatch):
+    trainer, _ = build(tmp_path / "run", 3, loop_kw={"max_steps_per_epoch": 1},
+                       history_plot={"status": run_status(toy=True), "labels": {"loss": Quantity("squared error", "m^2")}})
+    val_losses = [3.0, 1.0, 2.0]  # the best epoch (2) is neither the first nor the last
+    trainer.eval_fn = lambda m, epoch: {"loss": val_losses[epoch - 1]}
+    drawn = []
+    save = plotting.save_figure
+
+    def keep(fig, path):
+        drawn.append(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(plotting, "save_figure", keep)
+    with record_figures() as found:
+        fit = trainer.fit()
+    assert fit.best_epoch == 2
+    assert found == {str(tmp_path / "run" / HISTORY_PNG): []}  # labelled, nothing cut off
+    fig = drawn[-1]
+    assert "TOY SETTINGS" in fig._suptitle.get_text()
+    loss_ax = next(ax for ax in fig.axes if ax.get_ylabel() == "squared error (m^2)")
+    best = [line for line in loss_ax.lines if line.get_label() == "best epoch (2)"]
+    assert len(best) == 1 and list(best[0].get_xdata()) == [2, 2]
+
+
+def test_history_plot_must_not_name_the_best_epoch(tmp_path):
+    with pytest.raises(ValueError, match="best_epoch"):
+        build(tmp_path / "run", 1, history_plot={"best_epoch": 1})

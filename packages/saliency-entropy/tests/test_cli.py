@@ -35,6 +35,15 @@ def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[s
     assert f"saliency-entropy {command}" in out and "usage" in out
 
 
+def test_predict_has_no_batch_size_since_each_image_runs_at_its_own_size(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    assert "batch" not in capsys.readouterr().out.lower()
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--run", "r", "x.png", "--batch-size", "4"])
+    assert e.value.code == 2 and "unrecognized arguments: --batch-size 4" in capsys.readouterr().err
+
+
 def test_make_synthetic_and_extract_fixations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         main(

@@ -4,6 +4,7 @@ of finished runs; all on the tiny trained runs."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -71,3 +72,13 @@ def test_study_reuses_finished_runs_and_reports_over_them(trained_runs: dict[str
     report = run_study(out, [0], init_distributed("cpu"))  # nothing to train or evaluate again
     assert report["seeds"] == [0] and (out / "report" / "report.md").is_file()
     assert not (run_dir_of(out, 0, "baseline") / "evaluation" / "evaluate.log").exists()
+
+
+def test_export_without_onnx_names_the_extra_before_reading_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a))
+    with pytest.raises(UserError) as e:  # the run does not exist: the extra is checked first
+        export_run(tmp_path / "no_such_run", fmt="onnx", out=tmp_path / "m.onnx")
+    assert str(e.value) == 'onnx export needs onnxruntime (the [export] extra): pip install "packages/saliency-entropy[export]"'
+    with pytest.raises(UserError, match="no such run directory"):  # without the check, onnxruntime is not needed
+        export_run(tmp_path / "no_such_run", fmt="onnx", out=tmp_path / "m.onnx", check=False)

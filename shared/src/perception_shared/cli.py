@@ -161,14 +161,17 @@ def add_predict_command(
     description: str | None = None,
     out_default: str | None = None,
     out_help: str = "output path",
+    batch_size: bool = True,
 ) -> argparse.ArgumentParser:
-    """``predict --run RUN INPUT...``."""
+    """``predict --run RUN INPUT...``; ``batch_size=False`` leaves ``--batch-size`` out (a package whose
+    predict runs each input on its own, at its own size)."""
     p = _subparser(sub, "predict", help, description)
     p.add_argument("--run", required=True, metavar="RUN", help=RUN_HELP)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help=inputs_help)
     p.add_argument("--out", default=out_default, help=out_help + (f" (default: {out_default})" if out_default else ""))
     add_device_arg(p)
-    p.add_argument("--batch-size", type=int, help="default: the run's config")
+    if batch_size:
+        p.add_argument("--batch-size", type=int, help="default: the run's config")
     return p
 
 

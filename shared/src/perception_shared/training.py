@@ -164,9 +164,13 @@ class Trainer:
         extra_state: dict[str, Any] | None = None,
         ddp_kwargs: dict[str, Any] | None = None,
         manifest_info: dict[str, Any] | None = None,
+        history_plot: dict[str, Any] | None = None,
     ) -> None:
         """``manifest_info``: keyword arguments for ``manifest.start_manifest`` (``data_paths``, ``weights``,
-        ``seeds``, ``argv``, ``extra``); the loop adds config, device, world size, times and exit status."""
+        ``seeds``, ``argv``, ``extra``); the loop adds config, device, world size, times and exit status.
+        ``history_plot``: keyword arguments for ``plotting.plot_history`` (``status``, ``labels``,
+        ``series``, ``constants``, ``hide``, ``title``, ``run_name``) each time ``training_history.png`` is
+        drawn; the loop adds ``best_epoch``, the epoch of the best ``loop.monitor``."""
         if scheduler_interval not in ("epoch", "step", "plateau"):
             raise ValueError(f"scheduler_interval must be epoch, step or plateau; got {scheduler_interval!r}")
         if not isinstance(train_loader.sampler, ShardedSampler):
@@ -209,6 +213,9 @@ class Trainer:
         self._epoch_means = MeanDict()
         self._last_plot = 0.0
         self.manifest_info = dict(manifest_info or {})
+        self.history_plot = dict(history_plot or {})
+        if "best_epoch" in self.history_plot:
+            raise ValueError("history_plot: best_epoch is the Trainer's (the epoch of the best loop.monitor); leave it out")
         self.manifest: Manifest | None = None
         # device-side count of non-finite losses since the last host read (see the module docstring)
         self._nonfinite = torch.zeros((), device=ctx.device, dtype=torch.int64)
@@ -312,7 +319,7 @@ class Trainer:
         return Tracker(self.run_dir, purge_step=purge_step, wandb=self.wandb, package=self.package, run_config=run_config, toy=toy)
 
     def _plot_history(self) -> None:
-        path = plot_history(self.history, self.run_dir / HISTORY_PNG)
+        path = plot_history(self.history, self.run_dir / HISTORY_PNG, best_epoch=self.best_epoch, **self.history_plot)
         self.tracker.log_image("training_history", path, self.global_step)  # type: ignore[union-attr]
         self._last_plot = time.time()
 

@@ -99,8 +99,8 @@ def _build_parser() -> argparse.ArgumentParser:
         out_default="predictions",
         out_help="output folder: <stem>_log_density.npy, <stem>_saliency.png, predictions.csv",
         description="The run's saliency for any images: a log-density over each image's own pixels (.npy, "
-        "summing to 1 in probability) and a heat-map overlay PNG. Images run one at a time, each at its own size "
-        "(--batch-size has no effect).",
+        "summing to 1 in probability) and a heat-map overlay PNG. Images run one at a time, each at its own size.",
+        batch_size=False,
     )
     p.add_argument(
         "--centerbias",

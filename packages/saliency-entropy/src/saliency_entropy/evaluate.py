@@ -15,7 +15,10 @@ Outputs in ``<run>/evaluation/`` (or ``--out``): ``metrics.json`` (``n_samples``
 and the run's entropy dose), ``per_image.csv`` (what ``report`` bootstraps), ``manifest.json`` (the data
 evaluated, with content hashes), ``bias_map.npy`` (saliency-grid log-probabilities), ``bias_map.png``,
 ``examples_<dataset>.png`` and ``examples.npz`` (images, fixations and predictions of the first
-``eval.examples`` images, for ``report``).
+``eval.examples`` images, for ``report``). When the checkpoint lies in a run directory (one with a
+``manifest.json``), the figures also go to that run's TensorBoard and, with ``tracking.wandb`` on in its
+config, its W&B run (continued), at the checkpoint's step, as ``evaluate/bias_map`` and
+``evaluate/examples_<dataset>``.
 
 Evaluating on other MIT1003 files than the run was trained with (``--data``) is refused, naming the
 difference, unless ``allow_data_mismatch``: the validation split is only held out on the same data.
@@ -37,11 +40,12 @@ from perception_shared.cli import resolve_run
 from perception_shared.config import config_from_dict
 from perception_shared.distributed import DistContext, all_gather_object, barrier, gather_by_index, main_then_broadcast
 from perception_shared.errors import CheckpointError, DataError
+from perception_shared.figures import plt, save_figure, set_header, subtitle
 from perception_shared.jsonio import write_json
 from perception_shared.logging import get_logger, progress
-from perception_shared.manifest import check_same_data, load_manifest, start_manifest
-from perception_shared.plotting import plt
+from perception_shared.manifest import MANIFEST, check_same_data, load_manifest, start_manifest
 from perception_shared.samplers import make_eval_loader
+from perception_shared.tracking import log_images
 
 from . import __version__, metrics
 from .config import TrainConfig
@@ -55,6 +59,7 @@ from .data import (
     select_ood,
     training_data_paths,
 )
+from .figures import per_cell, show_density, show_stimulus, status_of
 from .models import DensityModel
 from .registry import build_model
 from .train import aspect_description, dose_summary, load_mit_records
@@ -184,35 +189,33 @@ def summarize(table: np.ndarray) -> dict[str, float]:
     return out
 
 
-def _plot_examples(examples: dict[str, Any], title: str, path: Path) -> Path:
-    k = len(examples["index"])
-    fig, axes = plt.subplots(2, max(k, 1), figsize=(3.2 * max(k, 1), 5), squeeze=False)
-    for j in range(k):
+DATASET_NAMES = {"mit1003_val": "MIT1003 val split (in domain)", "cat2000": "CAT2000 (out of domain)"}
+
+
+def _plot_examples(examples: dict[str, Any], dataset: str, sub: str, factor: int, path: Path) -> Path:
+    """Each example image with its fixations above the model's density on its saliency grid."""
+    k = max(len(examples["index"]), 1)
+    fig, axes = plt.subplots(2, k, figsize=(3.4 * k + 0.6, 5.6), squeeze=False, layout="constrained")
+    for j in range(len(examples["index"])):
         img, fix, lp = examples["images"][j], examples["fixations"][j], examples["log_density"][j]
-        axes[0, j].imshow(img)
-        axes[0, j].scatter(fix[:, 0] - 0.5, fix[:, 1] - 0.5, s=6, c="cyan", edgecolors="k", linewidths=0.3)
-        axes[0, j].set_title(f"image {int(examples['index'][j])}", fontsize=8)
-        axes[1, j].imshow(np.exp(lp), cmap="magma", extent=(0, img.shape[1], img.shape[0], 0))
-        axes[1, j].set_title("predicted density", fontsize=8)
-    for ax in axes.flat:
+        show_stimulus(axes[0, j], img, f"image {int(examples['index'][j])}: {len(fix)} fixations", fix)
+        show_density(fig, axes[1, j], lp, "predicted density", per_cell(factor), extent=(0, img.shape[1], img.shape[0], 0))
+    for ax in axes.flat[2 * len(examples["index"]):]:
         ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    set_header(fig, f"{DATASET_NAMES.get(dataset, dataset)}: predicted fixation density", sub)
+    return save_figure(fig, path)
 
 
-def _plot_bias(bias: np.ndarray, entropy: float, max_entropy: float, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 4))
-    im = ax.imshow(np.exp(bias), cmap="magma")
-    ax.set_title(f"bias map: H = {entropy:.4f} nats ({entropy / max_entropy:.2%} of max)", fontsize=9)
-    ax.axis("off")
-    fig.colorbar(im, ax=ax, fraction=0.04, label="probability per cell")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+def _plot_bias(bias: np.ndarray, info: dict[str, Any], sub: str, factor: int, path: Path) -> Path:
+    """The bias map (the model's density for images without content) and its entropy in bits."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.4), layout="constrained")
+    title = (
+        f"entropy {info['entropy_bits']:.3f} bits ({info['entropy_fraction_of_max']:.2%} of the uniform map's "
+        f"{info['max_entropy_bits']:.3f} bits)"
+    )
+    show_density(fig, ax, bias, title, per_cell(factor))
+    set_header(fig, "bias map: the model's fixation density on images without content", sub)
+    return save_figure(fig, path)
 
 
 def bias_map_summary(model: DensityModel, cfg: TrainConfig) -> tuple[np.ndarray, dict[str, Any]]:
@@ -404,16 +407,21 @@ def evaluate_run(
             w.writeheader()
             w.writerows(per_image)
         np.save(out / "bias_map.npy", bias)
-        _plot_bias(bias, bias_info["entropy_nats"], bias_info["max_entropy_nats"], out / "bias_map.png")
+        status, factor = status_of(cfg.toy, weights), cfg.model.saliency_map_factor
+        run_name = ref.run_dir.name
+        figures = {"evaluate/bias_map": _plot_bias(bias, bias_info, subtitle(run_name, status, f"backbone {weights.get('identifier')}"), factor, out / "bias_map.png")}
         arrays: dict[str, np.ndarray] = {}
         for name, ex in all_examples.items():
-            _plot_examples(ex, f"{name}: {describe_weights(weights)}", out / f"examples_{name}.png")
+            sub = subtitle(run_name, status, f"first {len(ex['index'])} of {summaries[name]['n_samples']} images")
+            figures[f"evaluate/examples_{name}"] = _plot_examples(ex, name, sub, factor, out / f"examples_{name}.png")
             arrays[f"{name}_index"] = ex["index"]
             for j, (img, lp, fix) in enumerate(zip(ex["images"], ex["log_density"], ex["fixations"])):
                 arrays[f"{name}_image_{j}"] = img
                 arrays[f"{name}_log_density_{j}"] = lp
                 arrays[f"{name}_fixations_{j}"] = np.asarray(fix, dtype=np.float64)
         np.savez_compressed(out / "examples.npz", **arrays)
+        if (ref.run_dir / MANIFEST).is_file():  # a run directory (not a checkpoint file on its own): its TensorBoard and W&B run
+            log_images(ref.run_dir, figures, int(state.get("global_step", 0)), wandb=cfg.tracking.wandb, package="saliency-entropy")
     manifest.finish("completed", 0)
     barrier()
     return result

@@ -25,7 +25,13 @@ import torch
 from torch import nn
 
 from perception_shared.cli import resolve_run
-from perception_shared.export import default_export_path, export_model, preprocessing_path, verify_export
+from perception_shared.export import (
+    default_export_path,
+    export_model,
+    preprocessing_path,
+    require_export_extra,
+    verify_export,
+)
 
 from .evaluate import load_run_model, weights_record
 from .models import DensityModel
@@ -58,6 +64,7 @@ def export_run(
 ) -> dict[str, Any]:
     """Export the run's model (see the module docstring); returns paths and, with ``check``, the
     comparison with PyTorch at batch sizes 1 and 3 (``verify_export``, tolerance ``ATOL``/``RTOL``)."""
+    require_export_extra(fmt, "saliency-entropy", run=check)  # before the checkpoint is read
     ref = resolve_run(run)
     model, cfg, state = load_run_model(ref.checkpoint, torch.device("cpu"))
     h, w = size or (cfg.data.image_size[0], cfg.data.image_size[1])
@@ -79,6 +86,7 @@ def export_run(
         input_names=["image", "centerbias"],
         output_names=["log_density"],
         opset=opset,
+        package="saliency-entropy",
         preprocessing={
             "image": f"RGB in [0, 1], (B, 3, {h}, {w}); the backbone's normalization is inside the model",
             "mean_std_inside": {"mean": model.preprocessing["mean"], "std": model.preprocessing["std"]},
@@ -95,5 +103,5 @@ def export_run(
     np.save(path.with_name(path.stem + ".centerbias.npy"), centerbias.numpy())
     result: dict[str, Any] = {"model": str(path), "preprocessing": str(preprocessing_path(path)), "size": [h, w]}
     if check:
-        result["check"] = verify_export(path, wrapped, [inputs(1), inputs(3)], atol=ATOL, rtol=RTOL)
+        result["check"] = verify_export(path, wrapped, [inputs(1), inputs(3)], atol=ATOL, rtol=RTOL, package="saliency-entropy")
     return result

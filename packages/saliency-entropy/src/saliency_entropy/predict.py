@@ -30,12 +30,13 @@ from scipy.special import logsumexp
 from perception_shared.cli import resolve_run
 from perception_shared.distributed import init_distributed
 from perception_shared.errors import DataError
+from perception_shared.figures import plt, save_figure, set_header, subtitle
 from perception_shared.inputs import expand_inputs
 from perception_shared.logging import get_logger, progress
-from perception_shared.plotting import plt
 
 from .data import keep_aspect_size, load_image
-from .evaluate import describe_weights, load_run_model, weights_record
+from .evaluate import load_run_model, weights_record
+from .figures import PER_PIXEL, show_density, status_of
 
 log = get_logger("saliency_entropy.predict")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -63,17 +64,13 @@ def to_image_grid(log_density: torch.Tensor, height: int, width: int) -> torch.T
     return p.log() - p.sum().log()
 
 
-def _overlay(image: np.ndarray, log_density: np.ndarray, title: str, path: Path) -> None:
+def _overlay(image: np.ndarray, log_density: np.ndarray, title: str, sub: str, path: Path) -> None:
     h, w = log_density.shape
-    fig, ax = plt.subplots(figsize=(6, 6 * h / w + 0.4))
+    fig, ax = plt.subplots(figsize=(6.4, 6 * h / w + 1.2), layout="constrained")
     ax.imshow(image)
-    density = np.exp(log_density)
-    ax.imshow(density / density.max(), cmap="inferno", alpha=0.55, extent=(0, w, h, 0))
-    ax.set_title(title, fontsize=8)
-    ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    show_density(fig, ax, log_density, "", PER_PIXEL, extent=(0, w, h, 0), alpha=0.55)
+    set_header(fig, title, sub)
+    save_figure(fig, path)
 
 
 def read_centerbias(path: str | Path) -> np.ndarray:
@@ -147,7 +144,8 @@ def predict_images(
     ref = resolve_run(run)
     ctx = init_distributed(device)
     model, cfg, state = load_run_model(ref.checkpoint, ctx.device)
-    weights = describe_weights(weights_record(state, cfg))
+    weights = weights_record(state, cfg)
+    sub = subtitle(ref.run_dir.name, status_of(cfg.toy, weights), f"backbone {weights.get('identifier')}")
     files = expand_inputs(inputs, IMAGE_SUFFIXES, what="images")
     template = read_centerbias(centerbias) if centerbias is not None else None
     histories = read_fixation_histories(fixations, files) if fixations is not None else {}
@@ -167,7 +165,7 @@ def predict_images(
             full = model.predict_log_density(image, cb, history)
         except ValueError as e:  # sides the variant cannot take at --scale native
             raise DataError(f"{f}: {e}") from None
-        results.append(_write(f, w, h, ms, full.cpu(), out, weights))
+        results.append(_write(f, w, h, ms, full.cpu(), out, sub))
     _write_table(results, out / "predictions.csv")
     log.info("predicted %d image(s) into %s", len(results), out)
     return results
@@ -188,7 +186,7 @@ def _write(
     model_size: tuple[int, int],
     log_density: torch.Tensor,
     out: Path,
-    weights: str,
+    sub: str,
 ) -> Prediction:
     full = to_image_grid(log_density, height, width)
     npy, png = out / f"{path.stem}_log_density.npy", out / f"{path.stem}_saliency.png"
@@ -199,7 +197,9 @@ def _write(
     _overlay(
         original,
         full.numpy(),
-        f"{path.name}: entropy {entropy:.3f} nats of max {math.log(width * height):.3f}; {weights}",
+        f"{path.name} ({width}x{height}, model saw {model_size[1]}x{model_size[0]}): predicted fixation density, "
+        f"entropy {entropy:.3f} nats of at most {math.log(width * height):.3f}",
+        sub,
         png,
     )
     return Prediction(path, width, height, model_size, npy, png, entropy, (col, row))

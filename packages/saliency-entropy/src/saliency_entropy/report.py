@@ -41,12 +41,23 @@ import yaml
 
 from perception_shared.config import load_config
 from perception_shared.errors import DataError, UserError
+from perception_shared.figures import (
+    TRAIN_COLOR,
+    VAL_COLOR,
+    plt,
+    quantity,
+    run_status,
+    save_figure,
+    set_header,
+    set_title,
+    subtitle,
+)
 from perception_shared.jsonio import write_json
 from perception_shared.manifest import check_same_data, load_manifest
-from perception_shared.plotting import plt
 
 from . import __version__
 from .config import CriteriaConfig, TrainConfig
+from .figures import LABELS, per_cell, show_density, show_stimulus
 from .stats import PairedIG, decide, entropy_ceiling_pct, percentile_interval, seed_spread, verdict
 
 EVAL_DIR = "evaluation"
@@ -244,6 +255,7 @@ def _criteria(pairs: list[tuple[dict[str, Any], dict[str, Any]]], c: CriteriaCon
     inc = [100.0 * (r - b) / b for b, r in zip(hb, hr)]
     spread = seed_spread(inc)
     ceilings = [entropy_ceiling_pct(b, size[0], size[1]) for b in hb]
+    cannot_pass = max(ceilings) < c.min_entropy_increase_pct
     out.append(
         {
             "name": "bias entropy up",
@@ -258,7 +270,8 @@ def _criteria(pairs: list[tuple[dict[str, Any], dict[str, Any]]], c: CriteriaCon
             "ceiling_pct": float(np.mean(ceilings)),
             "ceiling_note": f"largest possible increase: {np.mean(ceilings):.2f}% (uniform map, log({size[0]}x{size[1]}) = "
             f"{math.log(size[0] * size[1]):.3f} nats)"
-            + ("; the threshold is above it: this criterion cannot pass" if max(ceilings) < c.min_entropy_increase_pct else ""),
+            + ("; the threshold is above it: this criterion cannot pass" if cannot_pass else ""),
+            "cannot_pass": cannot_pass,
             "decision": decide(spread["min"], spread["max"], c.min_entropy_increase_pct, ">="),
         }
     )
@@ -331,90 +344,84 @@ def _series(history: list[dict[str, Any]], key: str) -> tuple[list[float], list[
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def _plot_curves(base: dict[str, Any], reg: dict[str, Any], path: Path) -> Path:
-    panels = [
-        ("nll", "NLL (nats/fixation)"),
-        ("ig", "IG over center prior (bits/fixation)"),
-        ("bias_entropy", "bias-map entropy (nats)"),
-    ]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    for ax, (key, title) in zip(axes, panels):
-        for run, label, color in ((base, "baseline", "tab:blue"), (reg, "entropy-reg", "tab:orange")):
-            for split, style in (("train", "--"), ("val", "-")):
+def _plot_curves(base: dict[str, Any], reg: dict[str, Any], sub: str, path: Path) -> Path:
+    """Validation and training curves of both runs: train blue and val orange as everywhere, the
+    baseline dashed and the entropy-regularized run solid."""
+    keys = ["nll", "ig", "bias_entropy_bits"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4), layout="constrained")
+    for ax, key in zip(axes, keys):
+        qty = quantity(key, LABELS)
+        for run, label, style in ((base, "baseline", "--"), (reg, "entropy-reg", "-")):
+            for split, color in (("train", TRAIN_COLOR), ("val", VAL_COLOR)):
                 x, y = _series(run["history"], f"{split}/{key}")
                 if x:
                     ax.plot(x, y, style, color=color, marker="o", ms=3, label=f"{label} {split}")
-        ax.set_title(title, fontsize=10)
+        set_title(ax, qty.label[:1].upper() + qty.label[1:])
         ax.set_xlabel("epoch")
+        ax.set_ylabel(qty.axis_label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    set_header(fig, "training curves: baseline (dashed) and entropy-regularized (solid)", sub)
+    return save_figure(fig, path)
 
 
-def _plot_bias_maps(base: dict[str, Any], reg: dict[str, Any], path: Path) -> Path:
-    pb, pr = np.exp(base["bias"]), np.exp(reg["bias"])
-    vmax = max(pb.max(), pr.max())
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-    for ax, p, run, label in ((axes[0], pb, base, "baseline"), (axes[1], pr, reg, "entropy-reg")):
+def _plot_bias_maps(base: dict[str, Any], reg: dict[str, Any], sub: str, path: Path) -> Path:
+    """Both runs' bias maps on one colour scale, with their entropies in bits."""
+    vmax = float(max(np.exp(base["bias"]).max(), np.exp(reg["bias"]).max()))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), layout="constrained")
+    for ax, run, label in ((axes[0], base, "baseline"), (axes[1], reg, "entropy-reg")):
         info = run["metrics"]["bias_map"]
-        im = ax.imshow(p, cmap="magma", vmin=0, vmax=vmax)
-        ax.set_title(
-            f"{label}: H = {info['entropy_nats']:.4f} nats ({info['entropy_fraction_of_max']:.2%} of max)", fontsize=9
-        )
-        ax.axis("off")
-    fig.colorbar(im, ax=axes, fraction=0.03, label="probability per saliency-grid cell")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+        bits = info["entropy_nats"] / math.log(2)
+        title = f"{label}: entropy {bits:.3f} bits ({info['entropy_fraction_of_max']:.2%} of the maximum)"
+        im = show_density(fig, ax, run["bias"], title, "", vmax=vmax, colorbar=False)
+    factor = _grid_factor(base["config"])
+    fig.colorbar(im, ax=list(axes), fraction=0.03).set_label(per_cell(factor))
+    set_header(fig, "bias maps: each model's fixation density on images without content", sub)
+    return save_figure(fig, path)
 
 
-def _plot_examples(base: dict[str, Any], reg: dict[str, Any], dataset: str, path: Path) -> Path | None:
+def _grid_factor(config: dict[str, Any] | None) -> int:
+    """The saliency-grid cell side (pixels) of a run's config (``model.saliency_map_factor``)."""
+    return int(((config or {}).get("model") or {}).get("saliency_map_factor", 1))
+
+
+def _plot_examples(base: dict[str, Any], reg: dict[str, Any], dataset: str, sub: str, path: Path) -> Path | None:
     eb, er = base["examples"], reg["examples"]
     key = f"{dataset}_index"
     if key not in eb or key not in er or not np.array_equal(eb[key], er[key]) or len(eb[key]) == 0:
         return None
     k = len(eb[key])
-    fig, axes = plt.subplots(k, 3, figsize=(10, 2.6 * k), squeeze=False)
+    label = per_cell(_grid_factor(base["config"]))
+    fig, axes = plt.subplots(k, 3, figsize=(11, 2.9 * k + 1.0), squeeze=False, layout="constrained")
     for j in range(k):
         img, fix = eb[f"{dataset}_image_{j}"], eb[f"{dataset}_fixations_{j}"]
-        axes[j, 0].imshow(img)
-        axes[j, 0].scatter(fix[:, 0] - 0.5, fix[:, 1] - 0.5, s=5, c="cyan", edgecolors="k", linewidths=0.3)
-        for col, run, label in ((1, eb, "baseline"), (2, er, "entropy-reg")):
-            axes[j, col].imshow(
-                np.exp(run[f"{dataset}_log_density_{j}"]), cmap="magma", extent=(0, img.shape[1], img.shape[0], 0)
-            )
-            axes[j, col].set_title(label, fontsize=8)
-        axes[j, 0].set_title(f"{dataset} image {int(eb[key][j])}", fontsize=8)
-    for ax in axes.flat:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+        show_stimulus(axes[j, 0], img, f"image {int(eb[key][j])}: {len(fix)} fixations", fix)
+        maps = [run[f"{dataset}_log_density_{j}"] for run in (eb, er)]
+        vmax = float(max(np.exp(m).max() for m in maps))  # one scale per row: the two models compare
+        for col, lp, name in ((1, maps[0], "baseline"), (2, maps[1], "entropy-reg")):
+            im = show_density(fig, axes[j, col], lp, name, "", extent=(0, img.shape[1], img.shape[0], 0), vmax=vmax, colorbar=False)
+        fig.colorbar(im, ax=[axes[j, 1], axes[j, 2]], fraction=0.03).set_label(label, fontsize=8)
+    set_header(fig, f"{dataset}: predicted fixation density, baseline vs entropy-regularized", sub)
+    return save_figure(fig, path)
 
 
-def _plot_categories(base: dict[str, Any], reg: dict[str, Any], path: Path) -> Path | None:
+def _plot_categories(base: dict[str, Any], reg: dict[str, Any], sub: str, path: Path) -> Path | None:
     cb = base["metrics"]["datasets"].get("cat2000", {}).get("per_category")
     cr = reg["metrics"]["datasets"].get("cat2000", {}).get("per_category")
     if not cb or not cr:
         return None
     cats = sorted(set(cb) & set(cr))
     x = np.arange(len(cats))
-    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(cats) + 2), 3.5))
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.6 * len(cats) + 2), 4.2), layout="constrained")
     ax.bar(x - 0.2, [cb[c]["ig"] for c in cats], 0.4, label="baseline")
     ax.bar(x + 0.2, [cr[c]["ig"] for c in cats], 0.4, label="entropy-reg")
     ax.set_xticks(x, cats, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("IG (bits/fixation)")
-    ax.set_title("CAT2000 information gain per category")
+    ax.set_xlabel("CAT2000 category")
+    ax.set_ylabel(quantity("ig").axis_label)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    set_header(fig, "CAT2000 information gain over the center prior, per category", sub)
+    return save_figure(fig, path)
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -425,10 +432,11 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
-def _plot_criteria(criteria: list[dict[str, Any]], path: Path) -> Path:
-    """Each criterion's estimate, interval and per-seed values against its threshold."""
+def _plot_criteria(criteria: list[dict[str, Any]], verdict_: str, sub: str, path: Path) -> Path:
+    """Each criterion's estimate, interval and per-seed values against its threshold (and the entropy
+    criterion's ceiling; a threshold above it is marked CANNOT PASS)."""
     shown = [c for c in criteria if c["measured"] is not None]
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.8 * len(shown), 4.2), squeeze=False, layout="constrained")
     colors = {"PASS": "tab:green", "FAIL": "tab:red", "INCONCLUSIVE": "tab:orange"}
     for ax, c in zip(axes[0], shown):
         color = colors[c["decision"]]
@@ -441,14 +449,15 @@ def _plot_criteria(criteria: list[dict[str, Any]], path: Path) -> Path:
             ax.axhline(c["ceiling_pct"], color="tab:blue", ls=":", lw=1, label=f"ceiling {c['ceiling_pct']:.1f}")
         ax.set_xlim(-0.5, 0.8)
         ax.set_xticks([])
-        ax.set_title(f"{c['name']}: {c['decision']}", fontsize=9, color=color)
+        ax.set_xlabel(f"estimate and interval ({c['uncertainty']})", fontsize=7)
+        decision = "CANNOT PASS (threshold above ceiling)" if c.get("cannot_pass") else c["decision"]
+        set_title(ax, f"{c['name']}: {decision}")
+        ax.title.set_color(color)
         ax.set_ylabel(c["unit"], fontsize=8)
         ax.legend(fontsize=6)
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    set_header(fig, f"go/no-go criteria: verdict {verdict_}", sub)
+    return save_figure(fig, path)
 
 
 def _seed_of(run: dict[str, Any]) -> Any:
@@ -504,14 +513,21 @@ def make_report(
     out = Path(out_dir) if out_dir is not None else regs[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
     results = _criteria(pairs, criteria)
+    overall = verdict([x["decision"] for x in results])
     base, reg = pairs[0]
+    status = run_status(
+        toy=any(run["metrics"].get("toy") for pair in pairs for run in pair),
+        random_init=not all(run["metrics"].get("backbone_pretrained") for pair in pairs for run in pair),
+    )
+    pair_names = f"{base['dir'].name} vs {reg['dir'].name}"
+    seeds = f"{len(pairs)} seed(s)"
     figures = {
-        "criteria": _plot_criteria(results, out / "criteria.png"),
-        "curves": _plot_curves(base, reg, out / "curves.png"),
-        "bias_maps": _plot_bias_maps(base, reg, out / "bias_maps.png"),
-        "examples": _plot_examples(base, reg, "mit1003_val", out / "examples.png"),
-        "ood_examples": _plot_examples(base, reg, "cat2000", out / "examples_cat2000.png"),
-        "ood_categories": _plot_categories(base, reg, out / "ood_categories.png"),
+        "criteria": _plot_criteria(results, overall, subtitle(None, status, f"{seeds}, {pair_names}"), out / "criteria.png"),
+        "curves": _plot_curves(base, reg, subtitle(None, status, f"first seed: {pair_names}"), out / "curves.png"),
+        "bias_maps": _plot_bias_maps(base, reg, subtitle(None, status, f"first seed: {pair_names}"), out / "bias_maps.png"),
+        "examples": _plot_examples(base, reg, "mit1003_val", subtitle(None, status, f"MIT1003 val split, first seed: {pair_names}"), out / "examples.png"),
+        "ood_examples": _plot_examples(base, reg, "cat2000", subtitle(None, status, f"CAT2000 (out of domain), first seed: {pair_names}"), out / "examples_cat2000.png"),
+        "ood_categories": _plot_categories(base, reg, subtitle(None, status, f"first seed: {pair_names}"), out / "ood_categories.png"),
     }
     figures = {k: str(v.name) for k, v in figures.items() if v is not None}
     per_seed = _per_seed_rows(pairs, criteria)
@@ -550,7 +566,7 @@ def make_report(
     report = {
         "package": "saliency-entropy",
         "version": __version__,
-        "verdict": verdict([x["decision"] for x in results]),
+        "verdict": overall,
         "seeds": [row["seed"] for row in per_seed],
         "criteria": results,
         "thresholds": {k: getattr(criteria, k) for k in criteria.__dataclass_fields__},

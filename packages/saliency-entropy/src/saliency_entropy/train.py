@@ -59,6 +59,7 @@ from .data import (
     save_split,
     training_data_paths,
 )
+from .figures import LABELS, status_of
 from .losses import fixation_log_likelihoods
 from .models import DensityModel
 from .registry import build_model
@@ -258,6 +259,17 @@ def make_eval_fn(
     return eval_fn
 
 
+def history_plot(cfg: TrainConfig, weights: dict[str, Any]) -> dict[str, Any]:
+    """How ``training_history.png`` shows this run's columns: the bias-map entropy once, in bits (its nats
+    and fraction-of-maximum columns left out, as is the constant count of validation fixations), and the
+    run's TOY / RANDOM INIT status."""
+    return {
+        "status": status_of(cfg.toy, weights),
+        "labels": LABELS,
+        "hide": ["train/bias_entropy", "val/bias_entropy", "val/bias_entropy_fraction", "val/fixations"],
+    }
+
+
 def _ddp_kwargs() -> dict[str, Any]:
     """No buffer broadcast before each forward: every rank holds identical buffers (frozen backbone
     statistics, the fitted center prior). torch >= 2.14 spells it ``forward_sync_buffers``."""
@@ -373,6 +385,7 @@ def train(
         scheduler_interval="epoch",
         extra_state=extra,
         ddp_kwargs=_ddp_kwargs(),
+        history_plot=history_plot(cfg, weights),
         manifest_info={
             "argv": list(argv) if argv is not None else list(sys.argv),
             "data_paths": training_data_paths(cfg),
