@@ -107,3 +107,13 @@ def test_plot_history_keeps_its_old_call_and_names_the_run_by_its_folder(tmp_pat
     fig = history_figure(short, "a " + "very long title " * 12, run_name="run_x")
     assert check_figure(fig) == [] and "\n" in fig._suptitle.get_text()
     plt.close(fig)
+
+
+def test_an_rgb_photo_needs_no_colour_bar_but_a_map_beside_it_does():
+    fig, (photo, density) = plt.subplots(1, 2, figsize=(4, 2), layout="constrained")
+    photo.imshow(np.random.rand(4, 4, 3))
+    density.imshow(np.random.rand(4, 4))
+    for ax in (photo, density):
+        ax.axis("off")
+    assert check_figure(fig) == ["axes 1: image without a colour bar"]
+    plt.close(fig)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
 import torch
 
 from perception_shared import figures
@@ -22,26 +21,7 @@ from saliency_entropy.report import make_report
 from saliency_entropy.train import history_plot
 
 
-@pytest.fixture
-def photos_need_no_colour_bar(monkeypatch):
-    """check_figure asks every image for a colour bar; an RGB photo has no scale to show, so it is left
-    out of the check (and put back before the figure is saved)."""
-    check = figures.check_figure
-
-    def without_photos(fig):
-        photos = [(ax, im) for ax in fig.axes for im in list(ax.images) if im.get_array().ndim == 3]
-        for _, im in photos:
-            im.remove()
-        try:
-            return check(fig)
-        finally:
-            for ax, im in photos:
-                ax.add_image(im)
-
-    monkeypatch.setattr(figures, "check_figure", without_photos)
-
-
-def test_every_saliency_figure_is_labelled_and_uncut(trained_runs, synthetic_root, tmp_path, photos_need_no_colour_bar):
+def test_every_saliency_figure_is_labelled_and_uncut(trained_runs, synthetic_root, tmp_path):
     run = trained_runs["entropy_reg"]
     copy = shutil.copytree(run, tmp_path / "run")  # the same run, tracked with W&B offline
     checkpoint = resolve_run(copy).checkpoint

@@ -158,7 +158,7 @@ def check_figure(fig: Figure) -> list[str]:
 
     * every axes in use (not a colour bar, axis shown) has an x and a y label, its own or the figure's
       ``supxlabel`` / ``supylabel``;
-    * every image (``imshow``, ``pcolormesh``) has a colour bar: its own, or one drawn for another image
+    * every map (a 2-D ``imshow``, ``pcolormesh``; RGB(A) photos need none) has a colour bar: its own, or one drawn for another image
       with the same colour map and limits (a shared colour bar);
     * every colour bar has a label (its units);
     * every title and label lies inside the figure (not cut off).
@@ -181,7 +181,9 @@ def check_figure(fig: Figure) -> list[str]:
                 problems.append(f"{_name(ax, i)}: no x-axis label")
             if not (ax.get_ylabel() or sup_y):
                 problems.append(f"{_name(ax, i)}: no y-axis label")
-        maps = [*ax.images, *(c for c in ax.collections if isinstance(c, matplotlib.collections.QuadMesh))]
+        # an RGB(A) photo (a stimulus, an eye crop) has no scale to show: only 2-D arrays need a colour bar
+        images = [im for im in ax.images if getattr(im.get_array(), "ndim", 2) == 2]
+        maps = [*images, *(c for c in ax.collections if isinstance(c, matplotlib.collections.QuadMesh))]
         for m in maps:
             key = (m.get_cmap().name, m.norm.vmin, m.norm.vmax)
             if m.colorbar is None and key not in shared:
