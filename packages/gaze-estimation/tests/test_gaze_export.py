@@ -1,5 +1,6 @@
 """``export RUN``: ONNX (onnxruntime) and TorchScript (torch.jit.load) reproduce PyTorch at two batch sizes."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -28,3 +29,12 @@ def test_export_reproduces_pytorch(tiny_run, tmp_path, fmt, suffix):
         got = run_exported(out, inputs)[0]
         assert got.shape == (batch, 2)
         np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)
+
+
+def test_export_without_onnx_names_the_extra_before_reading_the_run(tmp_path, monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnx" else real(n, *a))
+    # the run does not exist: the missing extra is found first, so the error names it, not the run
+    assert main(["export", str(tmp_path / "no_run"), "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == 'error: onnx export needs onnx (the [export] extra): pip install "packages/gaze-estimation[export]"'

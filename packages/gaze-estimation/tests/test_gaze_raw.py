@@ -17,7 +17,9 @@ import torch
 from PIL import Image
 
 from gaze_estimation.cli import main
+from gaze_estimation.config import TrainConfig
 from gaze_estimation.data import to_float
+from gaze_estimation.evaluate import load_model
 from gaze_estimation.landmarks import (
     GENERIC_FACE_MODEL,
     MEDIAPIPE_POINTS,
@@ -41,7 +43,7 @@ from gaze_estimation.normalization import (
     transform_points,
     warp_crop,
 )
-from gaze_estimation.raw import Frame, RawGazePredictor, normalize_face
+from gaze_estimation.raw import Frame, RawGazePredictor, normalize_face, video_frames
 from gaze_estimation.synthetic import (
     make_camera_images,
     random_camera_faces,
@@ -51,6 +53,9 @@ from gaze_estimation.synthetic import (
     synthetic_face_model,
 )
 from gaze_estimation.synthetic_eve import write_video
+from gaze_estimation.temporal import TemporalStream
+from perception_shared.checkpoint import atomic_save
+from perception_shared.config import config_to_dict
 from perception_shared.errors import ConfigError
 
 NORM = NormalizationConfig()
@@ -310,3 +315,49 @@ def test_predict_raw_cli_on_images_and_a_video(tiny_run, tmp_path):
     with av.open(str(out / "annotated" / "clip.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 3
     assert main(["predict-raw", "--run", str(tiny_run), str(tmp_path / "missing.png"), "--out", str(out)]) == 2
+
+
+def test_predict_raw_streams_a_temporal_run_over_a_video(tmp_path):
+    """A temporal run on videos: the largest face streams with the state carried, exactly as
+    ``TemporalStream.step`` on the same crops; a frame without a face and a new video start a new stream,
+    a second face of a frame gets the model's gaze from that frame alone."""
+    frame_cfg = ModelConfig(name="gazetr_tiny", tiny_width=4, d_model=32, num_layers=1, num_heads=4, dim_feedforward=64, dropout=0.0, pretrained=False)
+    cfg = TrainConfig(purpose="toy", model=dataclasses.replace(frame_cfg, name="gazetr_temporal", frame_model="gazetr_tiny"))
+    model, _ = build_model(cfg.model, load_weights=False, window=cfg.data.sequence_length)
+    torch.manual_seed(0)
+    for p in model.temporal.out.parameters():  # a correction that is not zero, as after training
+        torch.nn.init.normal_(p, std=1.0)
+    atomic_save({"model": model.state_dict(), "config": config_to_dict(cfg)}, tmp_path / "best_model.pth")
+    loaded, _, _ = load_model(tmp_path / "best_model.pth")
+
+    n = 5
+    render = random_camera_faces(np.random.default_rng(3), n, image_size=(320, 240), focal_px=300.0)
+    for name in ("a.mp4", "b.mp4"):
+        write_video(tmp_path / name, render.images, fps=10)
+    calls = iter(range(2 * n))
+
+    def detector(image):  # STAND-IN: the true landmarks; no face in a's frame 2, two faces in b's frame 3
+        i = next(calls)
+        return {2: [], n + 3: [oracle(render, 3)] * 2}.get(i, [oracle(render, i % n)])
+
+    predictor = RawGazePredictor(loaded, NORM, detector, SYNTHETIC_MODEL, focal_px=300.0)
+    frames = [*video_frames(tmp_path / "a.mp4"), *video_frames(tmp_path / "b.mp4")]
+    results = list(predictor.predict(frames, batch_size=2))
+    assert [len(r.faces) for r in results] == [1, 1, 0, 1, 1, 1, 1, 1, 2, 1]
+
+    stream = TemporalStream(loaded)
+    for i, r in enumerate(results):
+        if i in (2, 3, n):  # after the frame without a face; the second video
+            stream.reset()
+        if not r.faces:
+            continue
+        crops = [to_float(torch.from_numpy(getattr(r.faces[0].face, k)).permute(2, 0, 1)[None]) for k in ("face", "leye", "reye")]
+        expected = stream.step(*crops)[0].double().numpy()
+        np.testing.assert_allclose(r.faces[0].gaze_normalized, expected, atol=1e-5)
+    # a new video streams from its start as the first did; frame 3 after frames 0-2 is not frame 3 on its
+    # own (a's stream restarted there), which a second face of b's frame 3 gets
+    gaze = [[f.gaze_normalized for f in r.faces] for r in results]
+    for i in (0, 1):
+        np.testing.assert_allclose(gaze[n + i][0], gaze[i][0], atol=1e-5)
+    np.testing.assert_allclose(gaze[n + 3][1], gaze[3][0], atol=1e-5)
+    assert np.abs(gaze[n + 3][0] - gaze[3][0]).max() > 1e-3

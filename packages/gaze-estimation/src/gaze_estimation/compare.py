@@ -118,7 +118,7 @@ def compare_runs(
     for name, ref in (("A", ref_a), ("B", ref_b)):
         metrics[name] = evaluate(
             ref.checkpoint, ctx=ctx, out_dir=out / name, data_root=data_root, split=split, batch_size=batch_size,
-            num_workers=num_workers, allow_data_mismatch=allow_data_mismatch, figure_samples=0,
+            num_workers=num_workers, allow_data_mismatch=allow_data_mismatch, figure_samples=0, log_to_run=False,
         )
     per = paired_differences(read_errors(out / "A" / "predictions.csv"), read_errors(out / "B" / "predictions.csv"))
     diff, lo, hi = participant_bootstrap(per, confidence, n_boot, seed)

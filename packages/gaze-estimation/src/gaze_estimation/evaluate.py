@@ -13,7 +13,8 @@ Outputs (written by rank 0 into ``out_dir``):
   came from;
 * ``per_participant.csv``: ``participant,n_samples,mean_deg,median_deg``;
 * ``predictions.csv``: ``index,participant,file,row,pitch,yaw,true_pitch,true_yaw,error_deg`` (radians);
-* ``per_participant.png`` and ``gaze_examples.png``;
+* ``per_participant.png`` and ``gaze_examples.png`` (also logged to the run's TensorBoard and W&B run when
+  the checkpoint lies in a run directory);
 * a temporal run (``gazetr_temporal``) writes the same, one prediction per frame (each frame once, with
   the frames before it in its window), plus ``error_by_position`` in ``metrics.json``,
   ``error_by_position.csv`` and ``error_by_position.png``.
@@ -37,16 +38,17 @@ from perception_shared.checkpoint import load_checkpoint
 from perception_shared.config import config_from_dict
 from perception_shared.distributed import DistContext, gather_by_index
 from perception_shared.errors import CheckpointError
+from perception_shared.figures import save_figure
 from perception_shared.jsonio import write_json
 from perception_shared.logging import get_logger
-from perception_shared.manifest import check_same_data, describe_data, load_manifest
-from perception_shared.plotting import plt
+from perception_shared.manifest import MANIFEST, check_same_data, describe_data, load_manifest
 from perception_shared.precision import Precision
 from perception_shared.samplers import make_eval_loader
+from perception_shared.tracking import log_images
 
 from .config import TrainConfig, is_random_init, purpose_line
 from .data import find_h5_files, participant_id
-from .figures import participant_figure, position_figure
+from .figures import participant_figure, position_figure, run_subtitle
 from .metrics import error_by_position, per_sample_errors
 from .models import build_model
 from .scoring import dataset_for, draw_predictions, evaluate_predictions, figure_indices, frame_dataset, predict_loader
@@ -153,10 +155,14 @@ def evaluate(
     skip_bad: bool = False,
     figure_samples: int = 8,
     allow_data_mismatch: bool = False,
+    log_to_run: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``split`` (default: the config's validation split) of ``data_root``.
 
     Every sample counts once over all ranks; returns the metrics (on every rank), rank 0 writes files.
+    With ``log_to_run``, a checkpoint in a run directory (``manifest.json`` beside it) also gets the
+    figures as images ``evaluate/<split>/<figure>`` in the run's TensorBoard and its W&B run (continued,
+    at the checkpoint's step; ``tracking.wandb`` of the run's config).
     """
     model, cfg, state = load_model(checkpoint, ctx.device)
     root = Path(data_root) if data_root is not None else cfg.data.root
@@ -219,22 +225,22 @@ def evaluate(
             for j, i in enumerate(idx_all)
         ]
         write_csv(out / "predictions.csv", ["index", "participant", "file", "row", "pitch", "yaw", "true_pitch", "true_yaw", "error_deg"], rows)
-        subtitle = weights_line + ("; TOY config" if cfg.purpose == "toy" else "")
-        fig = participant_figure(per, metrics.get("mean_predictor_error_deg"), subtitle=subtitle)
-        fig.savefig(out / "per_participant.png", dpi=100)
-        plt.close(fig)
+        sub = run_subtitle(Path(checkpoint).parent.name, cfg, f"{split} split: {metrics['n_samples']} samples of {len(per)} participants")
+        figures = {"per_participant": save_figure(participant_figure(
+            per, metrics.get("mean_predictor_error_deg"), title="Angular error per participant", sub=sub), out / "per_participant.png")}
         if "error_by_position" in metrics:
             by_pos = metrics["error_by_position"]
             write_csv(out / "error_by_position.csv", ["position", "context_frames", "n_frames", "mean_deg", "median_deg"],
                       [[p["position"], p["context_frames"], p["n_frames"], f"{p['mean_deg']:.4f}", f"{p['median_deg']:.4f}"] for p in by_pos])
-            fig = position_figure(by_pos, metrics["mean_angular_error_deg"], subtitle=subtitle)
-            fig.savefig(out / "error_by_position.png", dpi=100)
-            plt.close(fig)
+            fig = position_figure(by_pos, metrics["mean_angular_error_deg"], title="Angular error by the frames of context seen", sub=sub)
+            figures["error_by_position"] = save_figure(fig, out / "error_by_position.png")
         if figure_samples > 0:
             k = figure_indices(len(idx_all), figure_samples)
-            fig = draw_predictions(dataset, idx_all[k], pred_all[k])
-            fig.savefig(out / "gaze_examples.png", dpi=100)
-            plt.close(fig)
+            figures["gaze_examples"] = save_figure(draw_predictions(dataset, idx_all[k], pred_all[k], sub), out / "gaze_examples.png")
+        run_dir = Path(checkpoint).parent
+        if log_to_run and (run_dir / MANIFEST).is_file():
+            log_images(run_dir, {f"evaluate/{split}/{name}": path for name, path in figures.items()},
+                       step=int(state.get("global_step", 0)), wandb=cfg.tracking.wandb, package="gaze-estimation")
         _log.info(
             "%d samples: mean %.3f deg, median %.3f deg (mean predictor %.3f deg); %s; %s; wrote %s",
             metrics["n_samples"], metrics["mean_angular_error_deg"], metrics["median_angular_error_deg"],

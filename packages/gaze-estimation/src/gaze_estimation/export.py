@@ -19,11 +19,18 @@ from typing import Any
 import torch
 
 from perception_shared.cli import resolve_run
-from perception_shared.export import default_export_path, export_model, preprocessing_path, verify_export
+from perception_shared.export import (
+    default_export_path,
+    export_model,
+    preprocessing_path,
+    require_export_extra,
+    verify_export,
+)
 
 from .data import EYE_SIZE, FACE_SIZE
 from .evaluate import load_model, weights_summary
 
+PACKAGE = "gaze-estimation"  # the pip package whose [export] extra an error names
 INPUT_NAMES = ("face", "leye", "reye")
 OUTPUT_NAMES = ("pitchyaw",)
 # float32 through a ResNet/ViT and a transformer: ONNX Runtime's kernels differ from PyTorch's by ~1e-6
@@ -48,6 +55,7 @@ def example_inputs(batch: int, seed: int = 0, window: int | None = None) -> tupl
 
 def export_run(run: str | Path, *, fmt: str = "onnx", out: str | Path | None = None, opset: int = 18, check: bool = True) -> dict[str, Any]:
     """Export the run's model (RUN: run directory or checkpoint); returns paths and the check's differences."""
+    require_export_extra(fmt, PACKAGE, run=check)  # a missing extra is one line, before any checkpoint is read
     ref = resolve_run(run)
     model, cfg, state = load_model(ref.checkpoint, "cpu")
     path = Path(out) if out is not None else default_export_path(ref.run_dir, fmt)  # type: ignore[arg-type]
@@ -72,10 +80,10 @@ def export_run(run: str | Path, *, fmt: str = "onnx", out: str | Path | None = N
     }
     written = export_model(
         model, example_inputs(2, window=window), path, fmt=fmt, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,  # type: ignore[arg-type]
-        preprocessing=preprocessing, opset=opset,
+        preprocessing=preprocessing, opset=opset, package=PACKAGE,
     )
     result: dict[str, Any] = {"path": str(written), "preprocessing": str(preprocessing_path(written))}
     if check:
         checks = [example_inputs(1, seed=1, window=window), example_inputs(3, seed=2, window=window)]
-        result["check"] = verify_export(written, model, checks, atol=ATOL, rtol=RTOL)
+        result["check"] = verify_export(written, model, checks, atol=ATOL, rtol=RTOL, package=PACKAGE)
     return result

@@ -74,8 +74,10 @@ from .normalization import (
     warp_crop,
 )
 from .predict import IMAGE_SUFFIXES
+from .scoring import CROP_KEYS
 from .screen import Calibration, gaze_to_screen, load_calibration, on_screen
 from .smoothing import LandmarkSmoother
+from .temporal import GazeTRTemporal, TemporalStream
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 CSV_COLUMNS = (
@@ -270,6 +272,11 @@ class RawGazePredictor:
     ``intrinsics``: a ``Calibration`` (camera matrix, distortion and screen), a ``(3, 3)`` camera
     matrix, or None (``default_camera_matrix`` with ``focal_px`` per image size). ``smoother``: smooths the
     landmarks over the frames of a video (None: every frame on its own, as an image would be).
+
+    A temporal model (``gazetr_temporal``) runs causally, one frame in, one gaze out, its state carried
+    from frame to frame: the largest face of each frame (``face_index`` 0) continues the stream; a new
+    source, or a frame without a face, starts a new one. Other faces of a frame get the model's gaze from
+    that frame alone (a fresh state), as the model gives for the first frame of a stream.
     """
 
     def __init__(
@@ -293,6 +300,8 @@ class RawGazePredictor:
         self._matrix = intrinsics.camera_matrix if isinstance(intrinsics, Calibration) else intrinsics
         self.focal_px = focal_px
         self.smoother = smoother
+        self.stream = TemporalStream(model) if isinstance(model, GazeTRTemporal) else None
+        self._stream_source: str | None = None  # the source the stream's state belongs to (None: no stream)
 
     def camera_matrix(self, width: int, height: int) -> np.ndarray:
         if self._matrix is not None:
@@ -304,14 +313,40 @@ class RawGazePredictor:
             return image
         return cv2.undistort(image, self.calibration.camera_matrix, self.calibration.dist_coeffs)
 
+    def _crops(self, faces: list[FaceResult], key: str) -> torch.Tensor:
+        """``(N, 3, H, W)`` float crops ``key`` of ``faces`` on the model's device."""
+        return to_float(torch.from_numpy(np.stack([getattr(f.face, key) for f in faces])).permute(0, 3, 1, 2).to(self.device))
+
+    @torch.no_grad()
+    def _gaze_normalized(self, pending: list[FrameResult]) -> torch.Tensor | None:
+        """The model's ``(n_faces, 2)`` pitch/yaw for the faces of ``pending`` in order (None: no face).
+
+        A temporal model goes through the frames one at a time (the class docstring says which face
+        streams); a frame model takes all faces as one batch.
+        """
+        faces = [f for r in pending for f in r.faces]
+        if self.stream is None:
+            return self.model(*(self._crops(faces, k) for k in CROP_KEYS)) if faces else None
+        outs = []
+        for r in pending:
+            source = r.frame.source if r.faces else None
+            if source is None or source != self._stream_source:
+                self.stream.reset()
+            self._stream_source = source
+            if not r.faces:
+                continue
+            crops = [self._crops(r.faces, k) for k in CROP_KEYS]
+            outs.append(self.stream.step(*(c[:1] for c in crops)))
+            if len(r.faces) > 1:
+                outs.append(self.model.run(*(c[1:, None] for c in crops))[0][:, 0])
+        return torch.cat(outs) if outs else None
+
     def _finish(self, pending: list[FrameResult]) -> None:
         """Run the model on the faces of the pending frames and fill in their gaze (and screen points)."""
-        faces = [f for r in pending for f in r.faces]
-        if not faces:
+        out = self._gaze_normalized(pending)
+        if out is None:
             return
-        batch = {k: torch.from_numpy(np.stack([getattr(f.face, k) for f in faces])).permute(0, 3, 1, 2) for k in ("face", "leye", "reye")}
-        with torch.no_grad():
-            out = self.model(*(to_float(batch[k].to(self.device)) for k in ("face", "leye", "reye")))
+        faces = [f for r in pending for f in r.faces]
         g_norm = out.float().cpu().double().numpy()
         g_cam = denormalize_gaze(g_norm, np.stack([f.face.rotation for f in faces]))
         mm = px = None
@@ -336,6 +371,7 @@ class RawGazePredictor:
 
     def predict(self, frames: Iterable[Frame], batch_size: int = 32) -> Iterator[FrameResult]:
         """Results in the order of ``frames``; the model runs on batches of ``batch_size`` faces."""
+        self._stream_source = None  # a temporal model's stream never continues from an earlier call
         pending: list[FrameResult] = []
         n_faces = 0
         for frame in frames:

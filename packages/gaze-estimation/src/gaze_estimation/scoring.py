@@ -97,9 +97,9 @@ def figure_indices(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, num=min(k, n)).round().astype(np.int64))
 
 
-def draw_predictions(dataset: GazeH5Dataset, indices: np.ndarray, pred: np.ndarray) -> Any:
-    """A gaze figure of dataset ``indices`` with ``pred`` ``(K, 2)``; reads the crops from disk."""
+def draw_predictions(dataset: GazeH5Dataset, indices: np.ndarray, pred: np.ndarray, sub: str) -> Any:
+    """A gaze figure of dataset ``indices`` with ``pred`` ``(K, 2)`` (``sub``: run, status, data); reads the crops from disk."""
     crops = [dataset.read(int(i)) for i in indices]
     dataset.close()  # the main process keeps no handle open across the workers' fork
     titles = [f"{p} #{int(i)}" for p, i in zip(dataset.participant_of(indices), indices)]
-    return gaze_figure([c[0] for c in crops], [c[1] for c in crops], [c[2] for c in crops], pred, dataset.gaze[indices], titles)
+    return gaze_figure([c[0] for c in crops], [c[1] for c in crops], [c[2] for c in crops], pred, dataset.gaze[indices], titles, sub=sub)

@@ -22,6 +22,7 @@ from perception_shared.training import FitResult, StepInfo, StepOutput, Trainer
 
 from .config import OptimConfig, TrainConfig, is_random_init, purpose_line
 from .data import find_h5_files, participant_id, split_selection
+from .figures import plot_training_history, run_subtitle
 from .geometry import angular_error_deg
 from .losses import gaze_loss, sequence_loss
 from .models import build_model, count_parameters, weights_manifest_path
@@ -169,7 +170,8 @@ def train(
         loss = float(gaze_loss(torch.as_tensor(pred_all), torch.as_tensor(select_set.gaze[idx_all], dtype=torch.float64), cfg.mse_weight))
         if ctx.is_main and cfg.figure_samples > 0 and trainer is not None and trainer.tracker is not None:
             fig_idx = figure_indices(len(idx_all), cfg.figure_samples)
-            fig = draw_predictions(select_set, idx_all[fig_idx], pred_all[fig_idx])
+            sub = run_subtitle(Path(run_dir).name, cfg, f"held-out training participants (model selection), epoch {epoch}")
+            fig = draw_predictions(select_set, idx_all[fig_idx], pred_all[fig_idx], sub)
             trainer.tracker.log_figure("val/select_gaze", fig, trainer.global_step)
         return {
             "select_loss": loss,
@@ -218,6 +220,8 @@ def train(
         },
     )
     result = trainer.fit(resume=resume, resume_from=resume_from)
+    if ctx.is_main:  # the Trainer's own drawing knows nothing of gaze: redrawn with the run's status and series
+        plot_training_history(result.history, Path(result.run_dir), cfg, result.best_epoch)
     if result.best_metric is not None:
         _log.info("best %s %.3f deg at epoch %s; run directory %s", cfg.loop.monitor, result.best_metric, result.best_epoch, result.run_dir)
     return result
