@@ -117,3 +117,10 @@ def test_an_rgb_photo_needs_no_colour_bar_but_a_map_beside_it_does():
         ax.axis("off")
     assert check_figure(fig) == ["axes 1: image without a colour bar"]
     plt.close(fig)
+
+
+def test_a_run_of_one_epoch_has_whole_epoch_ticks():
+    fig = history_figure([{"epoch": 1, "train/loss": 0.5, "val/loss": 0.6}])
+    ticks = fig.axes[0].get_xticks()
+    assert list(ticks) == [1.0]
+    plt.close(fig)

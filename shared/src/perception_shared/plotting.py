@@ -162,6 +162,8 @@ def history_figure(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if epochs:  # whole epochs on the axis, even for a run of one
             ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+            if len(set(epochs)) <= 10:  # the integer locator falls back to fractions on a span of one epoch
+                ax.set_xticks(sorted(set(epochs)))
         ax.grid(alpha=0.3)
         set_title(ax, qty.label[:1].upper() + qty.label[1:])
         if ax.get_legend_handles_labels()[0]:

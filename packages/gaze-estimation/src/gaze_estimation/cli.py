@@ -262,7 +262,7 @@ def _convert_eve(args: argparse.Namespace) -> int:
         every=args.every, compression=None if args.compression == "none" else args.compression, skip_bad=args.skip_bad,
         workers=args.workers, force=args.force,
     )
-    print(f"wrote {len(files)} files under {args.dst}")
+    print(f"{len(files)} participant file(s) complete under {args.dst}")
     return 0
 
 
