@@ -23,12 +23,12 @@ def test_every_figure_of_a_small_run_has_labels_colour_bars_and_fitting_titles(t
     assert all(problems == [] for problems in figures.values()), figures
 
 
-def test_export_without_onnxscript_is_one_line_naming_the_extra(tiny_data, tmp_path, monkeypatch, capsys):
+def test_export_without_onnx_is_one_line_naming_the_extra(tiny_data, tmp_path, monkeypatch, capsys):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxscript" else real(n, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnx" else real(n, *a))
     assert main(["export", str(tmp_path / "no_run_needed_first")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == 'error: onnx export needs onnxscript (the [export] extra): pip install "packages/sparse-video-loss[export]"'
+    assert err == 'error: onnx export needs onnx (the [export] extra): pip install "packages/sparse-video-loss[export]"'
 
 
 @pytest.mark.parametrize(

@@ -32,9 +32,9 @@ class ExportError(UserError):
     """The exported model could not be written or does not reproduce PyTorch's outputs."""
 
 
-# What each step needs beyond torch: torch.onnx writes with onnx (and onnxscript, which its exporter imports);
-# onnxruntime runs the file (verify_export, run_exported). Every package's [export] extra brings all three.
-WRITE_MODULES = {"onnx": ("onnx", "onnxscript"), "torchscript": ()}
+# What each step needs beyond torch: torch.onnx's TorchScript-based exporter (dynamo=False, below) writes with
+# onnx alone (onnxscript is only the dynamo exporter's); onnxruntime runs the file (verify_export, run_exported).
+WRITE_MODULES = {"onnx": ("onnx",), "torchscript": ()}
 RUN_MODULES = {"onnx": ("onnxruntime",), "torchscript": ()}
 
 
