@@ -162,8 +162,13 @@ def submit_template_runs(cluster: Cluster, synthetic_data: Callable[[str], Path]
     template = "packages/gaze-estimation/slurm/convert_eve.sbatch"
     job = cluster.submit(template, eve_root, eve_h5, sbatch=ONE_CPU, env={"EVERY": "1"})
     convert = runs["ge_convert_eve"] = Submitted(job, template, 1, None, eve_h5, {"frames": frames})
-    train("ge_train_eve_lite", "packages/gaze-estimation/slurm/train_eve_lite.sbatch", "--data", eve_h5, *FEW_STEPS, *ge_small,
-          nproc=1, job_name="gaze-estimation-eve-lite", sbatch=after(convert), data=eve_h5)
+    eve_lite = train("ge_train_eve_lite", "packages/gaze-estimation/slurm/train_eve_lite.sbatch", "--data", eve_h5, *FEW_STEPS,
+                     *ge_small, nproc=1, job_name="gaze-estimation-eve-lite", sbatch=after(convert), data=eve_h5)
+    # the temporal model's frame encoder starts from that run, as the template's usage line says; windows of 3
+    # of the tiny release's 6 frames
+    train("ge_train_eve_temporal", "packages/gaze-estimation/slurm/train_eve_temporal.sbatch", "--data", eve_h5,
+          "--init-from", eve_lite.run_dir, *FEW_STEPS, *ge_small, "--set", "data.sequence_length=3", "--set", "data.window_stride=3",
+          nproc=1, job_name="gaze-estimation-eve-temporal", sbatch=after(convert, eve_lite), data=eve_h5)
     # the hybrid's ViT-B face branch writes 1.3 GB per checkpoint: the same architecture with ViT-Tiny branches
     tiny_vits = ("--set", "model.face_weights=vit_tiny_patch16_224.augreg_in21k_ft_in1k",
                  "--set", "model.eye_weights=vit_tiny_patch16_224.augreg_in21k_ft_in1k")

@@ -92,6 +92,7 @@ def _run_demo(out: Path, device: str, config: str, overrides: list[str]) -> dict
         "seconds": round(time.time() - start, 1),
         "settings": TOY_NOTE if cfg.toy else "research config",
         "weights": metrics["weights"],
+        "split": metrics["split_note"],  # which split the numbers below are on (metrics holds numbers only)
         "outputs": {
             "data": str(syn.root),
             "validate_data": str(out / "validate_data.json"),
@@ -105,7 +106,6 @@ def _run_demo(out: Path, device: str, config: str, overrides: list[str]) -> dict
             "comparison": str(out / "comparison.csv"),
         },
         "metrics": {
-            "split": metrics["split_note"],
             "n_test_images": metrics["n_samples"],
             "epochs": result.epochs_completed,
             "best_epoch": result.best_epoch,
@@ -128,7 +128,7 @@ def format_summary(summary: dict[str, Any], comparison_csv: str | Path) -> str:
     lines = [
         f"image-rating demo: wall time {summary['seconds']:.1f} s",
         f"{summary['settings']}: {m['epochs']} epochs on synthetic data; backbone {summary['weights']}",
-        f"{m['split']}",
+        f"{summary['split']}",
         f"mean r over 14 dimensions {m['test_mean_pearson_r']:.3f}, "
         f"easy dimensions {m['test_easy_dims_mean_pearson_r']:.3f}, Brightness {m['test_brightness_pearson_r']:.3f} "
         f"(achievable {m['achievable_brightness_r']:.3f})",
