@@ -6,9 +6,10 @@ import shutil
 import numpy as np
 
 from gaze_estimation.evaluate import evaluate, load_model
-from gaze_estimation.figures import gaze_figure, plot_training_history, position_figure
+from gaze_estimation.figures import gaze_figure, history_plot, position_figure
 from perception_shared.distributed import init_distributed
 from perception_shared.figures import record_figures, save_figure
+from perception_shared.plotting import plot_history
 
 
 def test_gaze_figures_in_the_shared_style_and_logged_to_the_run(tiny_run, tmp_path):
@@ -19,7 +20,7 @@ def test_gaze_figures_in_the_shared_style_and_logged_to_the_run(tiny_run, tmp_pa
     _, cfg, _ = load_model(run / "best_model.pth")
     by_position = [{"context_frames": c, "mean_deg": 5.0 - c / 4, "median_deg": 4.5 - c / 4} for c in range(1, 9)]
     with record_figures() as found:
-        plot_training_history(history, run, cfg, best_epoch=1)
+        plot_history(history, run / "training_history.png", best_epoch=1, **history_plot(cfg))
         save_figure(position_figure(by_position, 4.0, title="error by position", sub="run x"), tmp_path / "by_position.png")
         metrics = evaluate(run / "best_model.pth", ctx=init_distributed("cpu"), out_dir=tmp_path / "eval", figure_samples=3)
     kinds = {name: str(p) for name, p in (("history", run / "training_history.png"), ("position", tmp_path / "by_position.png"),

@@ -7,15 +7,13 @@ and the split) and is saved with ``save_figure`` by the caller.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from perception_shared.figures import run_status, set_header, set_title, subtitle
-from perception_shared.plotting import Series, plot_history, plt
-from perception_shared.training import HISTORY_PNG
+from perception_shared.plotting import Series, plt
 
 from .config import TrainConfig, is_random_init
 from .metrics import per_sample_errors
@@ -42,18 +40,15 @@ def run_subtitle(run_name: str, cfg: TrainConfig, data: str) -> str:
     return subtitle(run_name, run_status(toy=cfg.purpose == "toy", random_init=is_random_init(cfg)), data)
 
 
-def plot_training_history(history: Sequence[dict[str, Any]], run_dir: Path, cfg: TrainConfig, best_epoch: int | None) -> Path:
-    """``training_history.png`` with model selection on the val axes and the mean predictor as a reference line."""
-    return plot_history(
-        history,
-        run_dir / HISTORY_PNG,
-        "Training history (val: held-out training participants, who select best_model.pth; mean and median)",
-        run_name=run_dir.name,
-        status=run_status(toy=cfg.purpose == "toy", random_init=is_random_init(cfg)),
-        series=HISTORY_SERIES,
-        constants=["val/select_mean_predictor_error"],
-        best_epoch=best_epoch,
-    )
+def history_plot(cfg: TrainConfig) -> dict[str, Any]:
+    """How ``training_history.png`` shows a gaze run (``Trainer(history_plot=...)``): model selection on the val
+    axes, the mean predictor as a reference line, the run's TOY / RANDOM INIT status."""
+    return {
+        "title": "Training history (val: held-out training participants, who select best_model.pth; mean and median)",
+        "status": run_status(toy=cfg.purpose == "toy", random_init=is_random_init(cfg)),
+        "series": HISTORY_SERIES,
+        "constants": ["val/select_mean_predictor_error"],
+    }
 
 
 def gaze_arrow(pitchyaw: np.ndarray, length: float) -> tuple[float, float]:

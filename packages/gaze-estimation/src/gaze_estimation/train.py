@@ -22,7 +22,7 @@ from perception_shared.training import FitResult, StepInfo, StepOutput, Trainer
 
 from .config import OptimConfig, TrainConfig, is_random_init, purpose_line
 from .data import find_h5_files, participant_id, split_selection
-from .figures import plot_training_history, run_subtitle
+from .figures import history_plot, run_subtitle
 from .geometry import angular_error_deg
 from .losses import gaze_loss, sequence_loss
 from .models import build_model, count_parameters, weights_manifest_path
@@ -199,6 +199,7 @@ def train(
         eval_fn=eval_fn,
         scheduler=scheduler,
         scheduler_interval="step",
+        history_plot=history_plot(cfg),
         # a frozen encoder takes no part in the loss, which DDP must be told
         ddp_kwargs={"find_unused_parameters": True} if cfg.model.is_temporal and cfg.model.freeze_encoder_epochs else None,
         extra_state={
@@ -220,8 +221,6 @@ def train(
         },
     )
     result = trainer.fit(resume=resume, resume_from=resume_from)
-    if ctx.is_main:  # the Trainer's own drawing knows nothing of gaze: redrawn with the run's status and series
-        plot_training_history(result.history, Path(result.run_dir), cfg, result.best_epoch)
     if result.best_metric is not None:
         _log.info("best %s %.3f deg at epoch %s; run directory %s", cfg.loop.monitor, result.best_metric, result.best_epoch, result.run_dir)
     return result
