@@ -11,8 +11,9 @@ import torch
 from image_rating.cli import main
 from image_rating.data import load_split, make_split
 from image_rating.evaluate import evaluate_run
-from image_rating.report import plot_training_history
+from image_rating.report import history_plot
 from perception_shared.figures import record_figures
+from perception_shared.plotting import plot_history
 
 
 def test_split_has_a_seeded_held_out_test_part_disjoint_from_train_and_val():
@@ -35,7 +36,7 @@ def test_evaluate_reports_the_test_split_and_says_val_chose_the_epoch(trained_ru
             for row in csv.DictReader(open(trained_run.run_dir / "training_history.csv"))
         ]
         weights = json.loads((trained_run.run_dir / "manifest.json").read_text())["weights"][0]
-        plot_training_history(history, tmp_path / "training_history.png", "run", True, weights, 2)
+        plot_history(history, tmp_path / "training_history.png", run_name="run", best_epoch=2, **history_plot(True, weights))
     assert metrics["split"] == "test" and metrics["n_samples"] == len(split["test"]) == 9
     assert "held out" in metrics["split_note"] and f"val split (n={len(split['val'])})" in metrics["split_note"]
     assert metrics["warnings"] == []

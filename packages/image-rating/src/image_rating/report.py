@@ -23,7 +23,7 @@ import pandas as pd
 
 from perception_shared.figures import Quantity, plt, run_status, save_figure, set_header, set_title, subtitle
 from perception_shared.metrics import bootstrap_ci, mae, pearson_r, rmse
-from perception_shared.plotting import Series, plot_history
+from perception_shared.plotting import Series
 from perception_shared.pretrained import WeightsSource
 
 TOY_NOTE = "TOY SETTINGS (demo/test config, not a research result)"
@@ -125,29 +125,19 @@ def split_note(shown: str, n: int, n_val: int | None = None, source: str = "") -
     return f"every row of {source or 'the data set'} (n={n}) \u00b7 best epoch chosen on the run's {chosen}"
 
 
-def plot_training_history(
-    history: Sequence[dict[str, Any]],
-    path: str | Path,
-    run_name: str,
-    toy: bool,
-    weights: dict[str, Any] | WeightsSource,
-    best_epoch: int | None,
-) -> Path:
-    """``training_history.png`` with image-rating's labels, the mean predictor as reference lines and the best epoch."""
-    return plot_history(
-        history,
-        path,
-        "Training history (means over dimensions; val: the split that chooses the best epoch)",
-        run_name=run_name,
-        status=run_status(toy=toy, random_init=not is_pretrained(weights)),
-        labels=LABELS,
-        series={
+def history_plot(toy: bool, weights: dict[str, Any] | WeightsSource) -> dict[str, Any]:
+    """How ``training_history.png`` shows an image-rating run (``Trainer(history_plot=...)``): image-rating's
+    labels, the mean predictor as reference lines, the run's TOY / RANDOM INIT status."""
+    return {
+        "title": "Training history (means over dimensions; val: the split that chooses the best epoch)",
+        "status": run_status(toy=toy, random_init=not is_pretrained(weights)),
+        "labels": LABELS,
+        "series": {
             "val/mean_predictor_mae": Series("mae", "mean predictor (training means)"),
             "val/mean_predictor_rmse": Series("rmse", "mean predictor (training means)"),
         },
-        constants=["val/mean_predictor_mae", "val/mean_predictor_rmse"],
-        best_epoch=best_epoch,
-    )
+        "constants": ["val/mean_predictor_mae", "val/mean_predictor_rmse"],
+    }
 
 
 def plot_per_dimension(df: pd.DataFrame, path: str | Path, title: str = "per-dimension performance", sub: str = "") -> Path:

@@ -50,7 +50,7 @@ from perception_shared.pretrained import (
 from perception_shared.runs import prepare_run_dir
 from perception_shared.samplers import make_eval_loader, make_train_loader
 from perception_shared.seed import seed_everything
-from perception_shared.training import HISTORY_PNG, StepInfo, StepOutput, Trainer
+from perception_shared.training import StepInfo, StepOutput, Trainer
 
 from . import __version__
 from .config import OPTIMIZERS, SCHEDULERS, OptimConfig, RatingConfig, SchedConfig
@@ -72,9 +72,9 @@ from .report import (
     TOY_NOTE,
     describe_weights,
     figure_sub,
+    history_plot,
     per_dimension_metrics,
     plot_per_dimension,
-    plot_training_history,
     predictions_frame,
     split_note,
 )
@@ -336,6 +336,7 @@ def train(
         "extra": {"preprocessing": pre.to_dict(), "toy_settings": cfg.toy},
     }
     trainer = Trainer(
+        history_plot=history_plot(cfg.toy, weights),
         model=model,
         optimizer=optimizer,
         train_loader=train_loader,
@@ -382,7 +383,6 @@ def train(
         sub = figure_sub(run.name, cfg.toy, weights, f"{note}; {chosen.name} (epoch {fit.best_epoch})")
         plot_per_dimension(df, outputs["per_dimension_png"], "Per-dimension accuracy on the val images", sub)
         trainer.log_images({"val/per_dimension_performance": outputs["per_dimension_png"]})
-        plot_training_history(fit.history, run / HISTORY_PNG, run.name, cfg.toy, weights, fit.best_epoch)
         predictions_frame(val_table.names, pred, table.dimensions, val_table.means).to_csv(
             outputs["val_predictions"], index=False, float_format="%.8g"
         )
