@@ -17,7 +17,6 @@ from perception_shared.distributed import DistContext, all_reduce_sum
 from perception_shared.errors import ConfigError, DataError
 from perception_shared.figures import Quantity, run_status
 from perception_shared.logging import get_logger
-from perception_shared.plotting import plot_history
 from perception_shared.pretrained import (
     WeightsSource,
     check_against_manifest,
@@ -27,7 +26,7 @@ from perception_shared.pretrained import (
 )
 from perception_shared.samplers import make_eval_loader, make_train_loader
 from perception_shared.seed import seed_everything
-from perception_shared.training import HISTORY_PNG, FitResult, StepInfo, StepOutput, Trainer
+from perception_shared.training import FitResult, StepInfo, StepOutput, Trainer
 from perception_shared.weights import load_pretrained
 
 from . import __version__
@@ -254,6 +253,12 @@ def train(
         config=cfg,
         scheduler=scheduler,
         scheduler_interval="plateau",
+        # training_history.png every epoch: the loss by name, the best epoch and the run's status
+        history_plot={
+            "title": f"Training history: SimVP-{cfg.model.model_type} with the {cfg.loss.name} loss",
+            "status": run_status(toy=cfg.toy, random_init=not source.pretrained),
+            "labels": history_labels(cfg.loss.name),
+        },
         extra_state={"in_shape": list(in_shape), "package_version": __version__, "weights": source.to_dict(), "toy": cfg.toy},
         manifest_info={
             "argv": argv,
@@ -264,17 +269,7 @@ def train(
             "extra": {"random_init": not source.pretrained, "toy": cfg.toy, "data_format": cfg.data.format},
         },
     )
-    fit = trainer.fit(resume=resume, resume_from=resume_from)
-    if ctx.is_main:  # redrawn with the loss's name, the best epoch and the run's status
-        plot_history(
-            fit.history,
-            Path(run_dir) / HISTORY_PNG,
-            f"Training history: SimVP-{cfg.model.model_type} with the {cfg.loss.name} loss",
-            status=run_status(toy=cfg.toy, random_init=not source.pretrained),
-            labels=history_labels(cfg.loss.name),
-            best_epoch=fit.best_epoch,
-        )
-    return fit
+    return trainer.fit(resume=resume, resume_from=resume_from)
 
 
 def history_labels(loss: str) -> dict[str, Quantity]:
