@@ -263,9 +263,12 @@ class DeepGazeIII(DensityModel):
         size: tuple[int, int],
         centerbias: torch.Tensor,
         history: torch.Tensor | None,
+        owner: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
-        """Per component (B, Hs, Ws) log-probabilities on the grid of ``centerbias`` ((B, Hs, Ws) or (Hs, Ws),
-        already downscaled) for images of ``size``; ``history`` (B, n, 2), most recent first, NaN: none."""
+        """Per component (M, Hs, Ws) log-probabilities on the grid of ``centerbias`` ((B, Hs, Ws) or (Hs, Ws),
+        already downscaled) for images of ``size``; ``history`` (M, n, 2), most recent first, NaN: none.
+        Without ``owner`` M = B (one history per image); with ``owner`` (M,) each history row belongs to
+        image ``owner[m]`` of the batch, whose saliency network output is computed once and shared."""
         grid = self.readout_size(size)
         with torch.autocast(device_type=features[0].device.type, enabled=False):
             x = torch.cat([F.interpolate(f.float(), size=grid) for f in features], dim=1)
@@ -274,12 +277,16 @@ class DeepGazeIII(DensityModel):
                 if history is None:
                     history = self.central_history(x.shape[0], size, x.device)
                 maps = scanpath_maps(history, size, grid)
+            cb = centerbias.float()
+            if owner is not None and cb.dim() == 3:
+                cb = cb[owner]
             out = []
             for k, (sal, select, fin) in enumerate(
                 zip(self.saliency_networks, self.fixation_selection_networks, self.finalizers)
             ):
+                s = sal(x) if owner is None else sal(x)[owner]
                 scan = self.scanpath_networks[k](maps) if maps is not None else None
-                out.append(fin(select((sal(x), scan)), centerbias.float()))
+                out.append(fin(select((s, scan)), cb))
             return out
 
     @staticmethod
@@ -348,16 +355,32 @@ class DeepGazeIII(DensityModel):
         return logp.logsumexp(dim=0) - math.log(logp.shape[0])
 
     def forward(
-        self, images: Images, with_bias: bool = False, bias_size: tuple[int, int] | None = None
+        self,
+        images: Images,
+        with_bias: bool = False,
+        bias_size: tuple[int, int] | None = None,
+        history: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor | None]:
         """As ``models.SaliencyModel.forward``: (B, Hs, Ws) log-probabilities for a batch, a list of maps
-        for a list of images of any sizes, and with ``with_bias`` the (Hs, Ws) bias map."""
+        for a list of images of any sizes, and with ``with_bias`` the (Hs, Ws) bias map.
+
+        ``history`` (B, N, n, 2) (scanpath models; training and conditional evaluation): for each image N
+        fixation histories (x, y) on its pixels, most recent first, NaN where missing (rows of padding
+        are all NaN); the result is then the conditional density of each: (B, N, Hs, Ws), or a list of
+        (N, Hs, Ws). The backbone and the saliency network run once per image."""
         batched = isinstance(images, torch.Tensor)
         items = [images] if batched else [x[None] for x in images]
         out: list[torch.Tensor] = []
-        for x in items:
+        for i, x in enumerate(items):
             size = (int(x.shape[-2]), int(x.shape[-1]))
-            out.append(self.mixture(self.component_log_probs(self.features(x), size, self.log_center_bias(size), None)))
+            features, cb = self.features(x), self.log_center_bias(size)
+            if history is None:
+                out.append(self.mixture(self.component_log_probs(features, size, cb, None)))
+                continue
+            h = history if batched else history[i : i + 1]
+            owner = torch.arange(h.shape[0], device=h.device).repeat_interleave(h.shape[1])
+            logp = self.mixture(self.component_log_probs(features, size, cb, h.flatten(0, 1).float(), owner))
+            out.append(logp.unflatten(0, (h.shape[0], h.shape[1])))
         bias = None
         if with_bias:
             if bias_size is None and not batched:
