@@ -64,6 +64,25 @@ SELECTION_CHANNELS = (128, 16)
 CHANNELS_PER_FIXATION = 3  # x, y, distance
 
 
+def conv1x1(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """A bias-free 1x1 convolution of (B, C, H, W) with an (O, C, 1, 1) weight, as one matrix product per
+    sample: the same values as ``F.conv2d``, and on CPUs several times faster forward and backward for
+    the scanpath path's many small maps (oneDNN's convolution is slow for them)."""
+    out = torch.matmul(weight.flatten(1), x.flatten(2))
+    return out.view(x.shape[0], weight.shape[0], x.shape[2], x.shape[3])
+
+
+class Conv1x1(nn.Conv2d):
+    """``nn.Conv2d`` with a 1x1 kernel (same parameters and state dict keys) computed by ``conv1x1``."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = conv1x1(x, self.weight)
+        return out if self.bias is None else out + self.bias[None, :, None, None]
+
+
 class ChannelLayerNorm(nn.Module):
     """DeepGaze's LayerNorm: statistics over (C, H, W) per sample, affine per channel, epsilon 1e-12."""
 
@@ -96,7 +115,7 @@ def _stage(index: int, c_in: int, c_out: int) -> list[tuple[str, nn.Module]]:
     """LayerNorm, bias-free 1x1 conv, Bias, Softplus, named as in ``deepgaze_pytorch``."""
     return [
         (f"layernorm{index}", ChannelLayerNorm(c_in)),
-        (f"conv{index}", nn.Conv2d(c_in, c_out, 1, bias=False)),
+        (f"conv{index}", Conv1x1(c_in, c_out, bias=False)),
         (f"bias{index}", Bias(c_out)),
         (f"softplus{index}", Softplus()),
     ]
@@ -117,7 +136,7 @@ class HistoryEncoding(nn.Module):
         super().__init__()
         self.fixations = fixations
         self.convolutions = nn.ModuleList(
-            [nn.Conv2d(CHANNELS_PER_FIXATION, out_channels, 1) for _ in range(fixations)]
+            [Conv1x1(CHANNELS_PER_FIXATION, out_channels) for _ in range(fixations)]
         )
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
@@ -129,7 +148,7 @@ class HistoryEncoding(nn.Module):
         valid = (~torch.isnan(maps[:, :n, 0, 0])).to(maps.dtype)
         weight = torch.stack([conv.weight for conv in self.convolutions], dim=2).flatten(1, 2)  # [x_0.., y_0.., d_0..]
         bias = valid @ torch.stack([conv.bias for conv in self.convolutions])
-        return F.conv2d(torch.nan_to_num(maps), weight) + bias[:, :, None, None]
+        return conv1x1(torch.nan_to_num(maps), weight) + bias[:, :, None, None]
 
 
 def scanpath_network(history: int) -> nn.Sequential:
@@ -165,7 +184,7 @@ class MultiInputConv(nn.Module):
         super().__init__()
         for k, width in enumerate(widths):
             if width:
-                self.add_module(f"conv_part{k}", nn.Conv2d(width, out_channels, 1, bias=False))
+                self.add_module(f"conv_part{k}", Conv1x1(width, out_channels, bias=False))
 
     def forward(self, inputs: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
         parts = [getattr(self, f"conv_part{k}")(x) for k, x in enumerate(inputs) if x is not None]
@@ -187,7 +206,7 @@ def fixation_selection_network(scanpath: bool) -> nn.Sequential:
                 ("bias0", Bias(first)),
                 ("softplus0", Softplus()),
                 *_stage(1, first, second),
-                ("conv2", nn.Conv2d(second, 1, 1, bias=False)),
+                ("conv2", Conv1x1(second, 1, bias=False)),
             ]
         )
     )
