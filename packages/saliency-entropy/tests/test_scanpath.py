@@ -19,7 +19,14 @@ from saliency_entropy.config import TrainConfig
 from saliency_entropy.data import scanpath_histories
 from saliency_entropy.evaluate import evaluate_run, load_run_model
 from saliency_entropy.fixation_extraction import mit1003_fixations, mit1003_scanpath
-from saliency_entropy.synthetic import DomainSpec, SaccadeSpec, SyntheticSpec, gaze_trace, make_synthetic, saccade_density
+from saliency_entropy.synthetic import (
+    DomainSpec,
+    SaccadeSpec,
+    SyntheticSpec,
+    gaze_trace,
+    make_synthetic,
+    saccade_density,
+)
 from saliency_entropy.train import load_mit_records
 
 from conftest import train_run
