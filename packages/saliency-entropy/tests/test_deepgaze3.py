@@ -20,7 +20,7 @@ from perception_shared.errors import CheckpointError
 from perception_shared.export import export_model, verify_export
 from saliency_entropy.config import EntropyConfig, ModelConfig
 from saliency_entropy.evaluate import evaluate_run
-from saliency_entropy.export import ATOL, RTOL, ExportableSaliency
+from saliency_entropy.export import ATOL, RTOL, ExportableSaliency, export_run
 from saliency_entropy.import_deepgaze import BACKBONE, LAYERS, convert_state_dict, import_deepgaze
 from saliency_entropy.predict import predict_images
 from saliency_entropy.registry import build_model
@@ -306,6 +306,9 @@ def test_import_writes_a_run_that_evaluate_predict_report_and_train_accept(
     assert a.shape == b.shape == (with_history[0].height, with_history[0].width)
     assert abs(np.exp(a.astype(np.float64)).sum() - 1) < 1e-4
     assert np.abs(a - b).max() > 1e-3  # the history changes the prediction
+    exported = export_run(run, fmt="onnx", out=tmp_path / "deepgaze3.onnx")  # DenseNet-201 and the scanpath mixture
+    assert all(c["max_abs_diff"] <= ATOL for c in exported["check"]["checks"])
+    assert "central fixation" in Path(exported["preprocessing"]).read_text()
     trained = train_run(tiny_config(synthetic_root, "loop.epochs=1", "entropy.weight=0"), tmp_path / "tuned", init_from=run)
     assert trained.epochs_completed == 1
     state = torch.load(tmp_path / "tuned" / "final_model.pth", weights_only=True)

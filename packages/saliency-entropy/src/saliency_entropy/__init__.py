@@ -3,4 +3,4 @@
 Start with ``saliency-entropy demo --out DIR``; see the package README for the data formats and commands.
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

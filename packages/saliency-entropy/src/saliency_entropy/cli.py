@@ -56,6 +56,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mit-images", type=int, default=24, help="MIT1003-like images (default 24)")
     p.add_argument("--subjects", type=int, default=6, help="MIT1003-like subjects (default 6)")
     p.add_argument("--cat-per-category", type=int, default=5, help="CAT2000-like images per category (default 5)")
+    p.add_argument(
+        "--scanpaths",
+        action="store_true",
+        help="MIT1003-like scanpaths with a preferred saccade length (known conditional density; images without "
+        "content) for training and checking DeepGaze III's scanpath model",
+    )
 
     add_validate_data_command(
         sub,
@@ -355,9 +361,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
         }
         return weights_command(args, package="saliency-entropy", requests=requests, manifest_path=weights_manifest_path())
     elif args.command == "make-synthetic":
-        from .synthetic import DomainSpec, SyntheticSpec, make_synthetic
+        from .synthetic import DomainSpec, SaccadeSpec, SyntheticSpec, make_synthetic
 
-        spec = SyntheticSpec(seed=args.seed, mit_images=args.mit_images, cat_per_category=args.cat_per_category)
+        spec = SyntheticSpec(
+            seed=args.seed,
+            mit_images=args.mit_images,
+            cat_per_category=args.cat_per_category,
+            saccades=SaccadeSpec() if args.scanpaths else None,
+        )
         spec.mit = DomainSpec(**{**spec.mit.__dict__, "subjects": args.subjects})
         summary = make_synthetic(args.out, spec)
         print(json.dumps({k: v for k, v in summary.items() if k != "spec"}))

@@ -168,6 +168,9 @@ class OptimConfig:
     milestones: list[int] = field(default_factory=lambda: [3, 6, 9, 12, 15, 18, 21, 24])
     gamma: float = 10**-0.5
     weight_decay: float = 0.0
+    # parameter-name prefixes kept fixed (besides the always frozen backbone), as DeepGaze III's
+    # ``frozen_scopes``: the scanpath stage keeps the first two saliency-network stages fixed
+    frozen: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or not 0 < self.gamma <= 1 or self.weight_decay < 0:

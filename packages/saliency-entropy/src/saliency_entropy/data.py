@@ -6,7 +6,9 @@ Files read (``root`` = ``data.mit_root`` or ``data.cat2000_root``):
 * MIT1003 fixations, by ``data.fixations``:
   - ``raw``: ``root/DATA/<subject>/<stem>.mat`` for every subject folder that has the file; fixations
     are extracted with ``fixation_extraction.mit1003_fixations`` (the release's ``checkFixations.m``
-    ported, first fixation dropped, fixations outside the image discarded as in pysaliency).
+    ported, first fixation dropped, fixations outside the image discarded as in pysaliency). Each
+    subject's scanpath is kept too (``ImageRecord.scanpaths``: ordered, the initial central fixation
+    first, as ``fixation_extraction.mit1003_scanpath`` says), for DeepGaze III's scanpath model.
   - ``csv``: ``data.fixations_csv`` with a header and columns ``x,y,image,subject``; ``image`` is the
     file name or stem; coordinates are pixels of the original image (``0 <= x < width``).
   - ``fixlocs``: ``data.fixlocs_dir/<stem>.mat`` (a binary fixation map under ``data.fixlocs_key``) or
@@ -45,7 +47,7 @@ from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import DataError
 from perception_shared.logging import get_logger, progress
 
-from .fixation_extraction import BadFileError, load_mat, mit1003_fixations, read_eye_data
+from .fixation_extraction import BadFileError, load_mat, mit1003_fixations, mit1003_scanpath, read_eye_data
 
 log = get_logger("saliency_entropy.data")
 
@@ -62,6 +64,9 @@ class ImageRecord:
     category: str | None = None
     ground_truth: Path | None = None  # synthetic data: the density the fixations were drawn from
     subjects: list[str] | None = None  # per fixation, when the source names subjects (raw, csv)
+    # raw source: per subject its (K + 1, 2) ordered fixations, the initial (central) one first; the
+    # others, in order, are ``fixations``
+    scanpaths: list[np.ndarray] | None = None
 
 
 def _resolve(root: Path, path: str) -> Path:
@@ -132,7 +137,8 @@ def _mit_images(
     return out, stems
 
 
-Fixations = dict[str, tuple[np.ndarray, list[str] | None]]
+# per image: (N, 2) fixations, the subject of each (or None), the scanpaths (raw source, or None)
+Fixations = dict[str, tuple[np.ndarray, list[str] | None, list[np.ndarray] | None]]
 
 
 def _raw_fixations(
@@ -146,7 +152,7 @@ def _raw_fixations(
     out: Fixations = {}
     outside = 0
     for stem, _, width, height in progress(images, desc="extracting fixations", leave=False):
-        parts, names = [], []
+        parts, names, scanpaths = [], [], []
         for subject in subjects:
             mat = subject / f"{stem}.mat"
             if not mat.is_file():
@@ -156,11 +162,17 @@ def _raw_fixations(
             except BadFileError as e:
                 policy.report(e.path, e.problem)
                 continue
-            xy, n_out = mit1003_fixations(eye, width, height, drop_first=drop_first)
+            if drop_first:
+                path, n_out = mit1003_scanpath(eye, width, height)
+                xy = path[1:]
+                if len(path):
+                    scanpaths.append(path)
+            else:
+                xy, n_out = mit1003_fixations(eye, width, height, drop_first=False)
             outside += n_out
             parts.append(xy)
             names += [subject.name] * len(xy)
-        out[stem] = (np.concatenate(parts) if parts else np.zeros((0, 2)), names)
+        out[stem] = (np.concatenate(parts) if parts else np.zeros((0, 2)), names, scanpaths if drop_first else None)
     log.info("MIT1003 raw data: %d subjects; %d fixations outside their image discarded", len(subjects), outside)
     return out
 
@@ -195,7 +207,7 @@ def _csv_fixations(
                 continue
             lists[stem].append((x, y))
             subjects[stem].append(row["subject"])
-    return {stem: (np.asarray(v, dtype=np.float64).reshape(-1, 2), subjects[stem]) for stem, v in lists.items()}
+    return {stem: (np.asarray(v, dtype=np.float64).reshape(-1, 2), subjects[stem], None) for stem, v in lists.items()}
 
 
 def _fixlocs_fixations(
@@ -207,10 +219,10 @@ def _fixlocs_fixations(
         candidates = [directory / f"{stem}.mat", directory / f"{stem}_fixPts.jpg", directory / f"{stem}_fixPts.png"]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
-            out[stem] = (np.zeros((0, 2)), None)
+            out[stem] = (np.zeros((0, 2)), None, None)
             continue
         try:
-            out[stem] = (read_fixation_map(found, key, (w, h)), None)
+            out[stem] = (read_fixation_map(found, key, (w, h)), None, None)
         except BadFileError as e:
             policy.report(e.path, e.problem)
     return out
@@ -244,12 +256,16 @@ def mit1003_records(
     for stem, path, w, h in images:
         if stem not in fix:
             continue
-        xy, subjects = fix[stem]
+        xy, subjects, scanpaths = fix[stem]
         if len(xy) == 0:
             policy.report(path, f"image has no fixations (source: {fixations})")
             continue
         gt = root / "GROUND_TRUTH" / f"{stem}.npy"
-        records.append(ImageRecord(stem, path, w, h, xy, ground_truth=gt if gt.is_file() else None, subjects=subjects))
+        records.append(
+            ImageRecord(
+                stem, path, w, h, xy, ground_truth=gt if gt.is_file() else None, subjects=subjects, scanpaths=scanpaths
+            )
+        )
     if not records:
         raise DataError(f"no usable MIT1003 images with fixations in {root}")
     return records
@@ -469,9 +485,55 @@ class FixationDataset(Dataset):
         return {"image": load_image(r.image_path, size), "fixations": torch.from_numpy(fix), "index": index}
 
 
+def scanpath_histories(scanpaths: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every fixation of the scanpaths after the first (the initial central fixation is history only, as
+    DeepGaze III trains) with the ``length`` fixations before it, most recent first, NaN where the
+    scanpath has fewer: ((N, 2) targets, (N, length, 2) histories)."""
+    targets, histories = [], []
+    for path in scanpaths:
+        for t in range(1, len(path)):
+            previous = path[max(0, t - length) : t][::-1]
+            history = np.full((length, 2), np.nan)
+            history[: len(previous)] = previous
+            targets.append(path[t])
+            histories.append(history)
+    return np.asarray(targets, dtype=np.float64).reshape(-1, 2), np.asarray(histories, dtype=np.float64).reshape(-1, length, 2)
+
+
+class ScanpathDataset(FixationDataset):
+    """``FixationDataset`` over records with scanpaths (``data.fixations: raw``): the item's fixations are
+    the scanpaths' targets (``scanpath_histories``, the same fixations as the record's, in scanpath order)
+    and ``history`` (N, ``length``, 2) holds each one's previous fixations on the same grid, NaN-padded."""
+
+    def __init__(
+        self, records: list[ImageRecord], size: tuple[int, int] | list[int], length: int, aspect: str = "squash", multiple: int = 1
+    ) -> None:
+        super().__init__(records, size, aspect, multiple)
+        missing = [r.name for r in records if r.scanpaths is None]
+        if missing:
+            raise DataError(
+                f"{len(missing)} image(s) have no scanpaths (e.g. {missing[0]!r}): a scanpath model needs "
+                "data.fixations: raw (ordered fixations per subject) with data.drop_first_fixation: true"
+            )
+        self.length = length
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        r = self.records[index]
+        size = self.image_size(index)
+        targets, history = scanpath_histories(r.scanpaths or [], self.length)
+        scale = (r.width, r.height)
+        return {
+            "image": load_image(r.image_path, size),
+            "fixations": torch.from_numpy(scale_fixations(targets, scale, size)),
+            "history": torch.from_numpy(scale_fixations(history.reshape(-1, 2), scale, size).reshape(history.shape)),
+            "index": index,
+        }
+
+
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack images (a list when their sizes differ, ``aspect: keep``); pad fixations to the batch's
-    largest count: ``fixations`` (B, N, 2), ``mask`` (B, N)."""
+    largest count: ``fixations`` (B, N, 2), ``mask`` (B, N); with scanpaths, ``history`` (B, N, n, 2)
+    padded with NaN."""
     n = max(len(b["fixations"]) for b in batch)
     fix = torch.zeros(len(batch), n, 2, dtype=torch.float64)
     mask = torch.zeros(len(batch), n, dtype=torch.bool)
@@ -481,12 +543,18 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
         mask[i, :k] = True
     images = [b["image"] for b in batch]
     same = all(img.shape == images[0].shape for img in images)
-    return {
+    out = {
         "image": torch.stack(images) if same else images,
         "fixations": fix,
         "mask": mask,
         "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
     }
+    if "history" in batch[0]:
+        history = torch.full((len(batch), n, batch[0]["history"].shape[1], 2), float("nan"), dtype=torch.float64)
+        for i, b in enumerate(batch):
+            history[i, : len(b["history"])] = b["history"]
+        out["history"] = history
+    return out
 
 
 def fixation_count(records: list[ImageRecord]) -> int:

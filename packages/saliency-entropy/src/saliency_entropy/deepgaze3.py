@@ -64,6 +64,25 @@ SELECTION_CHANNELS = (128, 16)
 CHANNELS_PER_FIXATION = 3  # x, y, distance
 
 
+def conv1x1(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """A bias-free 1x1 convolution of (B, C, H, W) with an (O, C, 1, 1) weight, as one matrix product per
+    sample (the same values as ``F.conv2d``): a CPU profile of the scanpath training step, whose batch
+    holds a small map per fixation, was led by oneDNN's 1x1 convolution backward (not benchmarked)."""
+    out = torch.matmul(weight.flatten(1), x.flatten(2))
+    return out.view(x.shape[0], weight.shape[0], x.shape[2], x.shape[3])
+
+
+class Conv1x1(nn.Conv2d):
+    """``nn.Conv2d`` with a 1x1 kernel (same parameters and state dict keys) computed by ``conv1x1``."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = conv1x1(x, self.weight)
+        return out if self.bias is None else out + self.bias[None, :, None, None]
+
+
 class ChannelLayerNorm(nn.Module):
     """DeepGaze's LayerNorm: statistics over (C, H, W) per sample, affine per channel, epsilon 1e-12."""
 
@@ -96,7 +115,7 @@ def _stage(index: int, c_in: int, c_out: int) -> list[tuple[str, nn.Module]]:
     """LayerNorm, bias-free 1x1 conv, Bias, Softplus, named as in ``deepgaze_pytorch``."""
     return [
         (f"layernorm{index}", ChannelLayerNorm(c_in)),
-        (f"conv{index}", nn.Conv2d(c_in, c_out, 1, bias=False)),
+        (f"conv{index}", Conv1x1(c_in, c_out, bias=False)),
         (f"bias{index}", Bias(c_out)),
         (f"softplus{index}", Softplus()),
     ]
@@ -117,18 +136,19 @@ class HistoryEncoding(nn.Module):
         super().__init__()
         self.fixations = fixations
         self.convolutions = nn.ModuleList(
-            [nn.Conv2d(CHANNELS_PER_FIXATION, out_channels, 1) for _ in range(fixations)]
+            [Conv1x1(CHANNELS_PER_FIXATION, out_channels) for _ in range(fixations)]
         )
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        # One convolution over all positions' maps with NaN (missing) maps zeroed equals the sum of the
+        # per-position convolutions of the fixations that exist; their biases are added for those only.
+        # (One pass over the (M, 128, h, w) output instead of three per position: training evaluates it
+        # for every fixation of a batch.)
         n = self.fixations
-        valid = ~torch.isnan(maps[:, :n, 0, 0])
-        clean = torch.nan_to_num(maps)
-        out = None
-        for i, conv in enumerate(self.convolutions):
-            part = conv(clean[:, i::n]) * valid[:, i, None, None, None]
-            out = part if out is None else out + part
-        return out
+        valid = (~torch.isnan(maps[:, :n, 0, 0])).to(maps.dtype)
+        weight = torch.stack([conv.weight for conv in self.convolutions], dim=2).flatten(1, 2)  # [x_0.., y_0.., d_0..]
+        bias = valid @ torch.stack([conv.bias for conv in self.convolutions])
+        return conv1x1(torch.nan_to_num(maps), weight) + bias[:, :, None, None]
 
 
 def scanpath_network(history: int) -> nn.Sequential:
@@ -164,7 +184,7 @@ class MultiInputConv(nn.Module):
         super().__init__()
         for k, width in enumerate(widths):
             if width:
-                self.add_module(f"conv_part{k}", nn.Conv2d(width, out_channels, 1, bias=False))
+                self.add_module(f"conv_part{k}", Conv1x1(width, out_channels, bias=False))
 
     def forward(self, inputs: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
         parts = [getattr(self, f"conv_part{k}")(x) for k, x in enumerate(inputs) if x is not None]
@@ -186,7 +206,7 @@ def fixation_selection_network(scanpath: bool) -> nn.Sequential:
                 ("bias0", Bias(first)),
                 ("softplus0", Softplus()),
                 *_stage(1, first, second),
-                ("conv2", nn.Conv2d(second, 1, 1, bias=False)),
+                ("conv2", Conv1x1(second, 1, bias=False)),
             ]
         )
     )
@@ -263,9 +283,12 @@ class DeepGazeIII(DensityModel):
         size: tuple[int, int],
         centerbias: torch.Tensor,
         history: torch.Tensor | None,
+        owner: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
-        """Per component (B, Hs, Ws) log-probabilities on the grid of ``centerbias`` ((B, Hs, Ws) or (Hs, Ws),
-        already downscaled) for images of ``size``; ``history`` (B, n, 2), most recent first, NaN: none."""
+        """Per component (M, Hs, Ws) log-probabilities on the grid of ``centerbias`` ((B, Hs, Ws) or (Hs, Ws),
+        already downscaled) for images of ``size``; ``history`` (M, n, 2), most recent first, NaN: none.
+        Without ``owner`` M = B (one history per image); with ``owner`` (M,) each history row belongs to
+        image ``owner[m]`` of the batch, whose saliency network output is computed once and shared."""
         grid = self.readout_size(size)
         with torch.autocast(device_type=features[0].device.type, enabled=False):
             x = torch.cat([F.interpolate(f.float(), size=grid) for f in features], dim=1)
@@ -274,12 +297,16 @@ class DeepGazeIII(DensityModel):
                 if history is None:
                     history = self.central_history(x.shape[0], size, x.device)
                 maps = scanpath_maps(history, size, grid)
+            cb = centerbias.float()
+            if owner is not None and cb.dim() == 3:
+                cb = cb[owner]
             out = []
             for k, (sal, select, fin) in enumerate(
                 zip(self.saliency_networks, self.fixation_selection_networks, self.finalizers)
             ):
+                s = sal(x) if owner is None else sal(x)[owner]
                 scan = self.scanpath_networks[k](maps) if maps is not None else None
-                out.append(fin(select((sal(x), scan)), centerbias.float()))
+                out.append(fin(select((s, scan)), cb))
             return out
 
     @staticmethod
@@ -348,16 +375,32 @@ class DeepGazeIII(DensityModel):
         return logp.logsumexp(dim=0) - math.log(logp.shape[0])
 
     def forward(
-        self, images: Images, with_bias: bool = False, bias_size: tuple[int, int] | None = None
+        self,
+        images: Images,
+        with_bias: bool = False,
+        bias_size: tuple[int, int] | None = None,
+        history: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor | None]:
         """As ``models.SaliencyModel.forward``: (B, Hs, Ws) log-probabilities for a batch, a list of maps
-        for a list of images of any sizes, and with ``with_bias`` the (Hs, Ws) bias map."""
+        for a list of images of any sizes, and with ``with_bias`` the (Hs, Ws) bias map.
+
+        ``history`` (B, N, n, 2) (scanpath models; training and conditional evaluation): for each image N
+        fixation histories (x, y) on its pixels, most recent first, NaN where missing (rows of padding
+        are all NaN); the result is then the conditional density of each: (B, N, Hs, Ws), or a list of
+        (N, Hs, Ws). The backbone and the saliency network run once per image."""
         batched = isinstance(images, torch.Tensor)
         items = [images] if batched else [x[None] for x in images]
         out: list[torch.Tensor] = []
-        for x in items:
+        for i, x in enumerate(items):
             size = (int(x.shape[-2]), int(x.shape[-1]))
-            out.append(self.mixture(self.component_log_probs(self.features(x), size, self.log_center_bias(size), None)))
+            features, cb = self.features(x), self.log_center_bias(size)
+            if history is None:
+                out.append(self.mixture(self.component_log_probs(features, size, cb, None)))
+                continue
+            h = history if batched else history[i : i + 1]
+            owner = torch.arange(h.shape[0], device=h.device).repeat_interleave(h.shape[1])
+            logp = self.mixture(self.component_log_probs(features, size, cb, h.flatten(0, 1).float(), owner))
+            out.append(logp.unflatten(0, (h.shape[0], h.shape[1])))
         bias = None
         if with_bias:
             if bias_size is None and not batched:

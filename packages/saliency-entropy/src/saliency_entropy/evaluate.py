@@ -10,6 +10,14 @@ category): information gain (bits/fixation) over the center prior, log-likelihoo
 With synthetic ground truth, ``gt_ig`` is the information gain of the true density on the same
 fixations (the best achievable, up to sampling noise) and ``ig_fraction_of_gt`` the model's share.
 
+Scanpath models (DeepGaze III with scanpath networks) on MIT1003 (raw source, which keeps the scanpaths):
+``conditional_ig`` is the information gain over the center prior of each fixation's density *given its
+history* (the up to ``model.history`` fixations before it in its subject's scanpath, the initial central
+one included), in bits/fixation, over the same fixations as ``ig`` (every fixation after the initial
+one); ``conditional_ll`` and ``conditional_nll_nats`` likewise. Next to it, ``ig`` is the same model's
+spatial information gain: its density with one central fixation as the only history (what DeepGaze III
+predicts before the first saccade), for every fixation alike.
+
 Outputs in ``<run>/evaluation/`` (or ``--out``): ``metrics.json`` (``n_samples`` = images evaluated,
 ``n_fixations``, over all data sets and ranks, each counted once; the backbone weights, the aspect mode
 and the run's entropy dose), ``per_image.csv`` (what ``report`` bootstraps), ``manifest.json`` (the data
@@ -52,6 +60,7 @@ from .config import TrainConfig
 from .data import (
     FixationDataset,
     ImageRecord,
+    ScanpathDataset,
     cat2000_names,
     cat2000_records,
     collate,
@@ -62,11 +71,12 @@ from .data import (
 from .figures import per_cell, show_density, show_stimulus, status_of
 from .models import DensityModel
 from .registry import build_model
-from .train import aspect_description, dose_summary, load_mit_records
+from .train import aspect_description, dose_summary, load_mit_records, model_log_likelihoods
 
 log = get_logger("saliency_entropy.evaluate")
 LOG2 = math.log(2.0)
-COLUMNS = ["n_fixations", "ll_sum", "baseline_sum", "nss", "auc_judd", "gt_sum", "log_pixels"]
+# cond_ll_sum: log-likelihoods given each fixation's history (scanpath models; NaN otherwise)
+COLUMNS = ["n_fixations", "ll_sum", "baseline_sum", "nss", "auc_judd", "gt_sum", "log_pixels", "cond_ll_sum"]
 
 
 def load_run_model(checkpoint: Path, device: torch.device) -> tuple[DensityModel, TrainConfig, dict[str, Any]]:
@@ -121,7 +131,12 @@ def evaluate_records(
 
     ``aspect``: ``squash`` (every image at ``size``) or ``keep`` (its own aspect ratio, ``size``'s longer side).
     """
-    dataset = FixationDataset(records, size, aspect, model.cfg.saliency_map_factor)
+    factor = model.cfg.saliency_map_factor
+    conditional = model.cfg.scanpath and all(r.scanpaths is not None for r in records)
+    if conditional:
+        dataset: FixationDataset = ScanpathDataset(records, size, model.cfg.history, aspect, factor)
+    else:
+        dataset = FixationDataset(records, size, aspect, factor)
     loader = make_eval_loader(dataset, batch_size, num_workers=num_workers, collate_fn=collate)
     baselines: dict[tuple[int, int], torch.Tensor] = {}
     indices, rows = [], []
@@ -130,6 +145,9 @@ def evaluate_records(
         images = batch["image"]
         images = images.to(ctx.device) if isinstance(images, torch.Tensor) else [x.to(ctx.device) for x in images]
         logp, _ = model(images)
+        if conditional:
+            cond = model_log_likelihoods(model, images, {**batch, "fixations": batch["fixations"].to(ctx.device)}, factor)[0]
+            cond = (cond.double().cpu() * batch["mask"]).sum(dim=1).tolist()
         for b in range(len(batch["index"])):
             index = int(batch["index"][b])
             hw = dataset.image_size(index)
@@ -144,7 +162,8 @@ def evaluate_records(
             nss = metrics.nss(full, fix)
             auc = metrics.auc_judd(full, fix, jitter=auc_jitter, seed=index)
             indices.append(index)
-            rows.append([len(fix), ll.sum(), base.sum(), nss, auc, gt, math.log(hw[0] * hw[1])])
+            cond_sum = cond[b] if conditional else float("nan")
+            rows.append([len(fix), ll.sum(), base.sum(), nss, auc, gt, math.log(hw[0] * hw[1]), cond_sum])
             if index < n_examples:
                 image = images[b].cpu()
                 ex_index.append(index)
@@ -168,7 +187,7 @@ def evaluate_records(
 
 def summarize(table: np.ndarray) -> dict[str, float]:
     """Aggregates of per-image rows (see the module docstring)."""
-    n, ll, base, nss, auc, gt, log_pixels = (table[:, i] for i in range(len(COLUMNS)))
+    n, ll, base, nss, auc, gt, log_pixels, cond = (table[:, i] for i in range(len(COLUMNS)))
     total = n.sum()
     out = {
         "n_samples": int(len(table)),
@@ -182,6 +201,11 @@ def summarize(table: np.ndarray) -> dict[str, float]:
         "nss": float(np.nanmean(nss)),
         "auc_judd": float(np.nanmean(auc)),
     }
+    if np.isfinite(cond).all():
+        out["conditional_ig"] = float((cond.sum() - base.sum()) / total / LOG2)
+        out["conditional_ig_per_image"] = float(np.mean((cond - base) / n) / LOG2)
+        out["conditional_ll"] = float((cond.sum() + (n * log_pixels).sum()) / total / LOG2)
+        out["conditional_nll_nats"] = float(-cond.sum() / total)
     if np.isfinite(gt).all():
         out["gt_ig"] = float((gt.sum() - base.sum()) / total / LOG2)
         out["gt_ig_per_image"] = float(np.mean((gt - base) / n) / LOG2)
@@ -370,6 +394,7 @@ def evaluate_run(
                     "nss": row[3],
                     "auc_judd": row[4],
                     "gt_ig_bits": (row[5] - row[2]) / n / LOG2,
+                    "conditional_ig_bits": (row[7] - row[2]) / n / LOG2,
                 }
             )
         log.info("%s: %s", name, ", ".join(f"{k} {v:.4g}" for k, v in summary.items() if isinstance(v, float)))
@@ -397,7 +422,13 @@ def evaluate_run(
         "center_prior_baseline": "KDE + uniform fitted on the run's MIT1003 training fixations",
     }
     if cfg.model.scanpath:
-        result["scanpath_history"] = "every prediction and the bias map with a history of one central fixation (x = W/2, y = H/2)"
+        result["scanpath_history"] = (
+            "ig, the examples and the bias map: a history of one central fixation (x = W/2, y = H/2); "
+            "conditional_ig (MIT1003, raw source): each fixation given its own history (its previous "
+            f"{cfg.model.history} fixations, the initial central one included)"
+        )
+        if weights.get("initialized_from"):
+            result["initialized_from"] = weights["initialized_from"]
     if policy.count:
         result["skipped_bad_inputs"] = policy.count
     if ctx.is_main:

@@ -13,6 +13,12 @@ The batch size is dynamic; the spatial size is FIXED at export time (``size``, d
 ``data.image_size``): the resize, blur and readout-grid matrices are built from the image size and are
 constants in the exported graph. Export once per size you need (images of another size must be
 resized to it, or exported again with ``--size``).
+
+A DeepGaze III scanpath model is exported with a history of one central fixation (x = W / 2, y = H / 2,
+what it predicts before the first saccade), as ``evaluate``'s spatial IG and the bias map use it: the
+history is not an input of the exported graph (its NaN-masked per-fixation convolutions are traced for
+that one history); the preprocessing JSON and the log say so. ``predict --fixations`` gives predictions
+for other histories.
 """
 
 from __future__ import annotations
@@ -32,10 +38,16 @@ from perception_shared.export import (
     require_export_extra,
     verify_export,
 )
+from perception_shared.logging import get_logger
 
 from .evaluate import load_run_model, weights_record
 from .models import DensityModel
 
+log = get_logger("saliency_entropy.export")
+SCANPATH_NOTE = (
+    "DeepGaze III scanpath model exported with a history of one central fixation (x = W/2, y = H/2); the "
+    "history is not an input: use `saliency-entropy predict --fixations` for other histories"
+)
 # |exported - PyTorch| <= ATOL + RTOL |PyTorch| on log-densities (values around -9 to -13 nats)
 ATOL = 1e-3
 RTOL = 1e-4
@@ -69,6 +81,8 @@ def export_run(
     model, cfg, state = load_run_model(ref.checkpoint, torch.device("cpu"))
     h, w = size or (cfg.data.image_size[0], cfg.data.image_size[1])
     model.saliency_size((h, w))  # rejects sizes that are not multiples of the saliency factor
+    if cfg.model.scanpath:
+        log.warning("%s", SCANPATH_NOTE)
     wrapped = ExportableSaliency(model)
     path = Path(out) if out is not None else default_export_path(ref.run_dir, fmt)  # type: ignore[arg-type]
     centerbias = model.log_center_bias((h, w)).float()
@@ -98,6 +112,7 @@ def export_run(
             "spatial_size": "fixed at export; the batch size is dynamic",
             "weights": weights_record(state, cfg),
             "run": str(ref.run_dir),
+            **({"scanpath": SCANPATH_NOTE} if cfg.model.scanpath else {}),
         },
     )
     np.save(path.with_name(path.stem + ".centerbias.npy"), centerbias.numpy())

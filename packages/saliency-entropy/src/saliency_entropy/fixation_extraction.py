@@ -31,6 +31,12 @@ keeps a set of those reference outputs.
 fixation is dropped (the forced central fixation on the cross before the image), and fixations outside
 the image (``0 < x < width``, ``0 < y < height``, which also removes blinks and NaN) are discarded.
 Coordinates are kept as recorded (pysaliency's convention); ``floor(x)`` is the pixel column.
+
+``mit1003_scanpath`` keeps the order and the initial fixation, as pysaliency's
+``get_mit1003_with_initial_fixation(replace_initial_invalid_fixations=True)`` (the data DeepGaze III's
+scanpath model is trained on): the first fixation as recorded, or the image center (W / 2, H / 2) when it
+lies outside the image, then the fixations inside the image in order. Its fixations after the first are
+exactly ``mit1003_fixations``.
 """
 
 from __future__ import annotations
@@ -287,6 +293,25 @@ def read_eye_data(path: str | Path, stem: str | None = None) -> np.ndarray:
     return eye[:, :2]
 
 
+def _inside(xy: np.ndarray, width: int, height: int) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return (xy[:, 0] > 0) & (xy[:, 0] < width) & (xy[:, 1] > 0) & (xy[:, 1] < height)
+
+
+def mit1003_scanpath(eye_data: np.ndarray, width: int, height: int) -> tuple[np.ndarray, int]:
+    """One subject's scanpath on one image, initial fixation first (see the module docstring).
+
+    Returns ``((K + 1, 2) array of x, y, number of non-initial fixations discarded as outside the image)``;
+    (0, 2) for a trial without fixations.
+    """
+    xy = np.array([[f.x, f.y] for f in check_fixations(eye_data)], dtype=np.float64).reshape(-1, 2)
+    if len(xy) == 0:
+        return xy, 0
+    first = xy[:1] if _inside(xy[:1], width, height)[0] else np.array([[width / 2, height / 2]])
+    inside = _inside(xy[1:], width, height)
+    return np.concatenate([first, xy[1:][inside]]), int((~inside).sum())
+
+
 def mit1003_fixations(
     eye_data: np.ndarray, width: int, height: int, *, drop_first: bool = True
 ) -> tuple[np.ndarray, int]:
@@ -298,6 +323,5 @@ def mit1003_fixations(
     if drop_first:
         fixations = fixations[1:]
     xy = np.array([[f.x, f.y] for f in fixations], dtype=np.float64).reshape(-1, 2)
-    with np.errstate(invalid="ignore"):
-        inside = (xy[:, 0] > 0) & (xy[:, 0] < width) & (xy[:, 1] > 0) & (xy[:, 1] < height)
+    inside = _inside(xy, width, height)
     return xy[inside], int((~inside).sum())

@@ -615,6 +615,8 @@ def reference_row(run_dir: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "history_note": "bias map and IG with a history of one central fixation (x = W/2, y = H/2)" if model.get("scanpath") else "",
         "note": manifest.get("note", ""),
         "ig_bits": {name: d["ig"] for name, d in m["datasets"].items()},
+        # scanpath models: each fixation given its own history (evaluate's conditional_ig)
+        "conditional_ig_bits": {name: d["conditional_ig"] for name, d in m["datasets"].items() if "conditional_ig" in d},
         "bias_entropy_nats": h_ref,
         "bias_entropy_bits": h_ref / math.log(2),
         "baseline_bias_entropy_nats": mean["baseline"],
@@ -639,6 +641,8 @@ def _reference_markdown(ref: dict[str, Any]) -> list[str]:
     ]
     for name, ig in ref["ig_bits"].items():
         lines.append(f"| {name} IG (bits/fixation) | {_fmt(ig)} | | |")
+    for name, ig in ref.get("conditional_ig_bits", {}).items():
+        lines.append(f"| {name} conditional IG, each fixation given its history (bits/fixation) | {_fmt(ig)} | | |")
     lines.append("")
     lines += [f"> {note}" for note in (ref["history_note"], ref["note"]) if note]
     return [*lines, ""]

@@ -23,6 +23,15 @@ loading, as for the real data), then the draws, each 150-400 ms long, joined by 
 whose duration follows the main sequence (21 ms + 2.2 ms/deg at 34 px/deg), sampled at 240 Hz with 0.3 px
 of Gaussian noise. Extraction with ``check_fixations`` recovers the draws, except that draws closer than
 about 12 px to the previous one merge with it, as in real recordings.
+
+**Scanpath mode** (``SyntheticSpec.saccades``, ``make-synthetic --scanpaths``): the MIT1003-like images
+carry no content (texture only) and each subject's fixations form a Markov chain with a preferred saccade
+length: from the forced central start, the next fixation is drawn from ``saccade_density`` of the
+previous one (a ring of radius ``distance`` and Gaussian width ``spread`` around it, restricted to the
+image and renormalized, mixed with ``uniform_weight`` of the uniform density). That conditional density is
+known exactly (``saccade_density``), so the best conditional information gain on any fixations is known;
+``GROUND_TRUTH/<stem>.npy`` then holds the marginal density of the (non-initial) fixations
+(``saccade_marginal``), the best a spatial model can do, so ``gt_ig`` is the spatial optimum.
 """
 
 from __future__ import annotations
@@ -36,6 +45,8 @@ import numpy as np
 from PIL import Image
 from scipy.io import savemat
 from scipy.ndimage import gaussian_filter
+from scipy.signal import fftconvolve
+from scipy.stats import poisson
 
 from perception_shared.errors import ConfigError
 
@@ -70,6 +81,23 @@ class DomainSpec:
 
 
 @dataclass
+class SaccadeSpec:
+    """The scanpath generator: the next fixation lies at ``distance`` +- ``spread`` pixels (Gaussian in
+    the distance) from the previous one, in any direction, with ``uniform_weight`` of the uniform density."""
+
+    distance: float = 32.0
+    spread: float = 5.0
+    uniform_weight: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.distance <= 0 or self.spread <= 0 or not 0 < self.uniform_weight < 1:
+            raise ConfigError(
+                f"saccade distance and spread must be > 0 and uniform weight in (0, 1); got {self.distance}, "
+                f"{self.spread}, {self.uniform_weight}"
+            )
+
+
+@dataclass
 class SyntheticSpec:
     seed: int = 0
     mit_images: int = 24
@@ -77,6 +105,7 @@ class SyntheticSpec:
     cat_categories: list[str] = field(default_factory=lambda: list(CAT2000_CATEGORIES))
     mit: DomainSpec = field(default_factory=lambda: DomainSpec(256, 192, 6, 8, 0.6, 0.35, "warm"))
     cat: DomainSpec = field(default_factory=lambda: DomainSpec(256, 144, 8, 8, 0.85, 0.05, "cool"))
+    saccades: SaccadeSpec | None = None  # scanpath mode for the MIT1003-like set (module docstring)
 
     def __post_init__(self) -> None:
         if self.seed < 0:
@@ -103,6 +132,48 @@ def density_map(width: int, height: int, objects: list[tuple[float, float, float
     uniform_weight = 1.0 - spec.object_weight - spec.center_weight
     p = spec.object_weight * obj + spec.center_weight * center + uniform_weight / (width * height)
     return p / p.sum()
+
+
+def _ring(dy: np.ndarray, dx: np.ndarray, spec: SaccadeSpec) -> np.ndarray:
+    return np.exp(-((np.hypot(dx, dy) - spec.distance) ** 2) / (2 * spec.spread**2))
+
+
+def saccade_density(previous: tuple[float, float], height: int, width: int, spec: SaccadeSpec) -> np.ndarray:
+    """(H, W) float64 density over pixels (sums to 1) of the fixation after one at ``previous`` = (x, y)
+    pixels: the ring around it (distances from pixel centers) renormalized over the image, mixed with
+    ``uniform_weight`` of the uniform density."""
+    ys, xs = np.mgrid[0:height, 0:width] + 0.5
+    ring = _ring(ys - previous[1], xs - previous[0], spec)
+    return (1 - spec.uniform_weight) * ring / ring.sum() + spec.uniform_weight / (height * width)
+
+
+def saccade_marginal(height: int, width: int, spec: SaccadeSpec, mean_fixations: float) -> np.ndarray:
+    """(H, W) density of a non-initial fixation drawn at random from the scanpaths: the chain's density
+    after t saccades from the center (each previous fixation taken at its pixel's center), weighted by how
+    often a scanpath has a t-th fixation (``max(1, Poisson(mean_fixations))`` fixations per scanpath)."""
+    dy, dx = np.mgrid[-(height - 1) : height, -(width - 1) : width].astype(np.float64)
+    kernel = _ring(dy, dx, spec)
+    # the ring's mass inside the image around each pixel (its renormalization there)
+    inside = fftconvolve(np.ones((height, width)), kernel, mode="valid")
+    current = saccade_density((width / 2, height / 2), height, width, spec)
+    counts = np.arange(1, 200)
+    at_least = poisson.sf(counts - 1, mean_fixations)  # P(N >= t) of N ~ Poisson(m) ...
+    at_least[0] = 1.0  # ... and at least one fixation
+    total = np.zeros((height, width))
+    for weight in at_least[at_least > 1e-9]:
+        total += weight * current
+        moved = fftconvolve(current / inside, kernel, mode="valid").clip(min=0)
+        current = (1 - spec.uniform_weight) * moved / moved.sum() + spec.uniform_weight / (height * width)
+    return total / total.sum()
+
+
+def saccade_scanpath(start: np.ndarray, n: int, spec: SaccadeSpec, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 2) fixations after ``start``, each drawn from ``saccade_density`` of the one before."""
+    out, previous = [], start
+    for _ in range(n):
+        previous = sample_fixations(saccade_density((previous[0], previous[1]), height, width, spec), 1, rng)[0]
+        out.append(previous)
+    return np.asarray(out)
 
 
 def render_image(
@@ -178,17 +249,22 @@ def write_mit1003(root: Path, spec: SyntheticSpec, rng: np.random.Generator) -> 
     d = spec.mit
     subjects = _subject_names(d.subjects)
     rows: list[tuple[float, float, str, str]] = []
+    saccades = spec.saccades
+    marginal = saccade_marginal(d.height, d.width, saccades, d.fixations_per_subject) if saccades else None
+    start = np.array([[d.width / 2, d.height / 2]])
     for i in range(spec.mit_images):
         stem = f"synth{i:04d}"
-        objects = random_objects(d.width, d.height, rng)
+        objects = [] if saccades else random_objects(d.width, d.height, rng)
         _save_jpeg(render_image(d.width, d.height, objects, d.background, rng), root / "ALLSTIMULI" / f"{stem}.jpeg")
-        density = density_map(d.width, d.height, objects, d)
+        density = marginal if marginal is not None else density_map(d.width, d.height, objects, d)
         (root / "GROUND_TRUTH").mkdir(parents=True, exist_ok=True)
         np.save(root / "GROUND_TRUTH" / f"{stem}.npy", density.astype(np.float32))
         for subject in subjects:
             n = max(1, int(rng.poisson(d.fixations_per_subject)))
-            fix = sample_fixations(density, n, rng)
-            start = np.array([[d.width / 2, d.height / 2]])
+            if saccades:
+                fix = saccade_scanpath(start[0], n, saccades, d.height, d.width, rng)
+            else:
+                fix = sample_fixations(density, n, rng)
             write_mit_raw_mat(
                 root / "DATA" / subject / f"{stem}.mat", stem, gaze_trace(np.concatenate([start, fix]), rng)
             )

@@ -10,6 +10,16 @@ continues the count) and logs and reports the dose ``weight x regularized steps 
 information gain over the center prior (bits/fixation), log-likelihood over uniform (bits/fixation) and
 the bias entropy, for the baseline (weight 0) too.
 
+Scanpath models (``model.architecture: deepgaze3`` with ``model.scanpath: true``) train on MIT1003's
+scanpaths (``data.ScanpathDataset``): every fixation after a scanpath's initial central one is a target,
+given the up to ``model.history`` fixations before it (the initial one included, NaN-padded); the loss is
+the negative log-likelihood of each target under the model's density conditional on its history, and
+the logged NLL, IG and LL are conditional too. ``optim.frozen`` keeps parameters fixed by name prefix
+(DeepGaze III's first scanpath stage: the first two saliency-network stages). ``--init-from`` a spatial
+DeepGaze III run with a scanpath config copies every weight the two models share (backbone, saliency
+network, fixation selection network's saliency part, finalizer); the scanpath network and the fixation
+selection network's scanpath part start from their initialization.
+
 The step reads nothing back to the host: every logged value stays a tensor until the Trainer's log
 interval.
 
@@ -36,7 +46,7 @@ from perception_shared.checkpoint import load_checkpoint
 from perception_shared.cli import ResumeSpec, resolve_run
 from perception_shared.config import config_from_dict, load_config, resolve_config_path
 from perception_shared.distributed import DistContext, all_reduce_sum, init_distributed, main_then_broadcast
-from perception_shared.errors import CheckpointError
+from perception_shared.errors import CheckpointError, ConfigError
 from perception_shared.logging import get_logger, setup_logging
 from perception_shared.pretrained import check_against_manifest, load_weights_manifest
 from perception_shared.runs import prepare_run_dir
@@ -50,6 +60,7 @@ from .config import TrainConfig
 from .data import (
     FixationDataset,
     ImageRecord,
+    ScanpathDataset,
     collate,
     fixation_count,
     load_split,
@@ -151,6 +162,34 @@ def log_likelihoods(
     )
 
 
+def conditional_log_likelihoods(
+    log_density: torch.Tensor | list[torch.Tensor], fixations: torch.Tensor, factor: int
+) -> torch.Tensor:
+    """(B, N) log-density (nats, over image pixels) of each fixation under its own conditional density:
+    ``log_density`` (B, N, Hs, Ws) or a list of (N, Hs, Ws), one map per fixation (``history`` forward)."""
+    if isinstance(log_density, torch.Tensor):
+        b, n = log_density.shape[:2]
+        return fixation_log_likelihoods(log_density.flatten(0, 1), fixations.flatten(0, 1)[:, None], factor).view(b, n)
+    return torch.cat(
+        [conditional_log_likelihoods(lp[None], fixations[i : i + 1], factor) for i, lp in enumerate(log_density)]
+    )
+
+
+def is_scanpath(cfg: TrainConfig) -> bool:
+    """Whether the run trains and validates on scanpaths (DeepGaze III with scanpath networks)."""
+    return cfg.model.architecture == "deepgaze3" and cfg.model.scanpath
+
+
+def model_log_likelihoods(model: torch.nn.Module, images: Any, batch: dict[str, Any], factor: int, **kwargs: Any):
+    """The model's forward on a batch and the (B, N) log-likelihoods of its fixations: conditional on each
+    fixation's history when the batch has ``history`` (scanpath runs), else under the image's density."""
+    if "history" in batch:
+        logp, bias = model(images, history=batch["history"].to(batch["fixations"].device), **kwargs)
+        return conditional_log_likelihoods(logp, batch["fixations"], factor), bias
+    logp, bias = model(images, **kwargs)
+    return log_likelihoods(logp, batch["fixations"], factor), bias
+
+
 def make_step_fn(cfg: TrainConfig, module: DensityModel, state: dict[str, Any] | None = None):
     """The per-batch forward and loss (see the module docstring); ``model`` may be DDP-wrapped.
 
@@ -171,11 +210,10 @@ def make_step_fn(cfg: TrainConfig, module: DensityModel, state: dict[str, Any] |
     def step_fn(model: torch.nn.Module, batch: dict[str, Any], info: StepInfo) -> StepOutput:
         with_bias = regularize and regularized_step(info.step, cfg.entropy.compute_every)
         images = batch["image"]
-        logp, bias = model(images, with_bias=with_bias, bias_size=bias_size)
+        ll, bias = model_log_likelihoods(model, images, batch, factor, with_bias=with_bias, bias_size=bias_size)
         mask = batch["mask"]
         n = mask.sum()
         fix = batch["fixations"]
-        ll = log_likelihoods(logp, fix, factor)
         nll = -(ll * mask).sum() / n.clamp_min(1)
         if isinstance(images, torch.Tensor):
             base = _pixel_values(center(tuple(images.shape[-2:]), fix.device), fix)
@@ -220,9 +258,10 @@ def make_eval_fn(
         for batch in loader:
             images = batch["image"]
             images = images.to(ctx.device) if isinstance(images, torch.Tensor) else [x.to(ctx.device) for x in images]
-            fix, mask = batch["fixations"].to(ctx.device), batch["mask"].to(ctx.device)
-            logp, _ = module(images)
-            ll = log_likelihoods(logp, fix, factor).double()
+            batch = {**batch, "fixations": batch["fixations"].to(ctx.device)}
+            fix, mask = batch["fixations"], batch["mask"].to(ctx.device)
+            ll, _ = model_log_likelihoods(module, images, batch, factor)
+            ll = ll.double()
             sizes = [tuple(x.shape[-2:]) for x in (images if isinstance(images, list) else [images[0]] * len(images))]
             for i, hw in enumerate(sizes):
                 if hw not in baselines:
@@ -277,7 +316,23 @@ def _ddp_kwargs() -> dict[str, Any]:
     return {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
 
 
+def freeze(model: torch.nn.Module, prefixes: list[str]) -> list[str]:
+    """Keep the parameters whose names start with one of ``prefixes`` fixed; returns their names. A
+    prefix that names no parameter is a ConfigError (a typo would silently train everything)."""
+    names = [name for name, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unknown:
+        raise ConfigError(f"optim.frozen: {unknown} name no parameter of the model (e.g. {names[-1]!r})")
+    frozen = [n for n, p in model.named_parameters() if any(n.startswith(x) for x in prefixes)]
+    for name, parameter in model.named_parameters():
+        if name in frozen:
+            parameter.requires_grad_(False)
+    return frozen
+
+
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
+    if cfg.optim.frozen:
+        log.info("parameters kept fixed (optim.frozen): %s", ", ".join(freeze(model, list(cfg.optim.frozen))))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
@@ -356,15 +411,27 @@ def train(
         log.info("no entropy regularizer (weight 0): the bias-map entropy is measured at every validation only")
     size = cfg.data.image_size
     multiple = cfg.model.saliency_map_factor
+
+    def dataset(records: list[ImageRecord]) -> FixationDataset:
+        if is_scanpath(cfg):
+            return ScanpathDataset(records, size, cfg.model.history, cfg.data.aspect, multiple)
+        return FixationDataset(records, size, cfg.data.aspect, multiple)
+
+    if is_scanpath(cfg):
+        log.info(
+            "scanpath training: each fixation after a scanpath's initial central one is a target, given the up to "
+            "%d fixations before it; loss and validation are conditional on that history",
+            cfg.model.history,
+        )
     train_loader = make_train_loader(
-        FixationDataset(train_records, size, cfg.data.aspect, multiple),
+        dataset(train_records),
         cfg.data.batch_size,
         seed=cfg.seed,
         num_workers=cfg.data.num_workers,
         collate_fn=collate,
     )
     val_loader = make_eval_loader(
-        FixationDataset(val_records, size, cfg.data.aspect, multiple),
+        dataset(val_records),
         cfg.data.eval_batch_size,
         num_workers=cfg.data.num_workers,
         collate_fn=collate,
@@ -402,17 +469,37 @@ def train(
 
 def initial_model(cfg: TrainConfig, init_from: str | Path) -> tuple[DensityModel, dict[str, Any]]:
     """The model of the run ``init_from`` with its weights, and its weights record; ``cfg.model`` becomes
-    that run's model section (the architecture and everything the weights depend on)."""
+    that run's model section (the architecture and everything the weights depend on). A config asking for
+    a scanpath model (``model.scanpath``) started from a spatial DeepGaze III run gets the scanpath networks
+    (``model.history`` from the config) on top: the weights both share are copied, the new ones initialized
+    (DeepGaze III's scanpath stage starts from its spatial stage so)."""
     ref = resolve_run(init_from)
     state = load_checkpoint(ref.checkpoint)
     if "config" not in state or "model" not in state:
         raise CheckpointError(f"--init-from {ref.checkpoint}: no 'config' or 'model' entry")
+    wanted = cfg.model
     cfg.model = config_from_dict(TrainConfig, state["config"], source=f"the config in {ref.checkpoint}").model
+    add_scanpath = wanted.scanpath and not cfg.model.scanpath
+    if add_scanpath:
+        if cfg.model.architecture != "deepgaze3":
+            raise ConfigError(
+                f"--init-from {ref.checkpoint}: a scanpath model starts from a DeepGaze III run "
+                f"(model.architecture deepgaze3), this one is {cfg.model.architecture!r}"
+            )
+        cfg.model.scanpath, cfg.model.history = True, wanted.history
     model = build_model(cfg.model, cfg.entropy, pretrained=False)
     try:
-        model.load_state_dict(state["model"])
+        result = model.load_state_dict(state["model"], strict=not add_scanpath)
     except RuntimeError as e:
         raise CheckpointError(f"--init-from {ref.checkpoint} does not fit the model its config describes: {e}") from None
+    if add_scanpath:
+        new = [k for k in result.missing_keys if not k.startswith("scanpath_networks.") and ".layernorm0.layernorm_part1." not in k and ".conv0.conv_part1." not in k]
+        if new or result.unexpected_keys:
+            raise CheckpointError(
+                f"--init-from {ref.checkpoint}: not a spatial DeepGaze III checkpoint (missing {new[:5]}, "
+                f"unexpected {result.unexpected_keys[:5]})"
+            )
+        log.info("scanpath networks added to the spatial run (initialized): %d tensors", len(result.missing_keys))
     weights = dict((state.get("extra") or {}).get("weights") or {"identifier": cfg.model.backbone, "pretrained": cfg.model.pretrained})
     weights["initialized_from"] = str(ref.checkpoint)
     log.info("initialized from %s (model.architecture %s)", ref.checkpoint, cfg.model.architecture)
