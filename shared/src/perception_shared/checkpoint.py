@@ -34,7 +34,16 @@ from torch import nn
 
 from .distributed import is_main_process
 from .errors import CheckpointError
-from .frozen import FROZEN_FORMAT, PRETRAINED, RUN, combined_sha256, frozen_file_name, split_state, state_sha256, tensor_sha256
+from .frozen import (
+    FROZEN_FORMAT,
+    PRETRAINED,
+    RUN,
+    combined_sha256,
+    frozen_file_name,
+    split_state,
+    state_sha256,
+    tensor_sha256,
+)
 
 LAST = "last.pth"
 BEST = "best_model.pth"
