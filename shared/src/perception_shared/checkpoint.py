@@ -40,6 +40,7 @@ from .frozen import (
     RUN,
     combined_sha256,
     frozen_file_name,
+    pretrained_identifier,
     split_state,
     state_sha256,
     tensor_sha256,
@@ -165,11 +166,16 @@ def restore_model(model: nn.Module, state: dict[str, Any], source: str | Path) -
             )
         actual = combined_sha256({k: tensor_sha256(own[k]) for k in keys})
         if actual != ref["sha256"]:
+            built_with = pretrained_identifier(model.get_submodule(ref["prefix"]))
+            why = (
+                f"the weights found for {built_with} (in the weights cache or the file the config names) are not the ones training used"
+                if built_with is not None
+                else "it was built without pretrained weights: build it with them when uses_pretrained(state)"
+            )
             raise CheckpointError(
                 f"checkpoint {source} was trained on frozen {ref['identifier']} weights with sha256 {ref['sha256']} "
                 f"({len(keys)} tensors under {ref['prefix'] or 'the model'!r}), but the model built here holds other "
-                f"weights there (sha256 {actual}): build it with pretrained weights; if it was, the weights cache "
-                f"holds different {ref['identifier']} weights than the ones training used"
+                f"weights there (sha256 {actual}): {why}"
             )
         covered.update(keys)
     try:

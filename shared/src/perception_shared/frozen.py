@@ -64,6 +64,12 @@ def tag_pretrained(module: nn.Module, identifier: str) -> None:
     setattr(module, _TAG, {"identifier": identifier, "tensors": digests})
 
 
+def pretrained_identifier(module: nn.Module) -> str | None:
+    """The identifier of the weights ``module`` was built with by ``perception_shared.pretrained``, if any."""
+    tag = getattr(module, _TAG, None)
+    return None if tag is None else tag["identifier"]
+
+
 def _key(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
