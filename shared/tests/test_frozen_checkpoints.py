@@ -197,3 +197,9 @@ def test_frozen_pretrained_weights_are_referenced_by_identifier_and_checked_on_l
     save_file(other, str(weights_file))
     with pytest.raises(CheckpointError, match=rf"final was trained on frozen {TIMM_ID} weights with sha256.*the weights found for {TIMM_ID}.*not the ones training used"):
         restore_model(OnPretrained(weights_file), loaded, "final")
+
+
+def test_a_malformed_frozen_entry_is_a_checkpoint_error(tmp_path):
+    atomic_save({"model": {}, "frozen": [{"kind": "run", "keys": ["w"], "sha256": "0" * 64}]}, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match="bad.pth: its 'frozen' entry is not a list of frozen-tensor references"):
+        load_checkpoint(tmp_path / "bad.pth")

@@ -51,7 +51,8 @@ BEST = "best_model.pth"
 FINAL = "final_model.pth"
 EPOCH_PATTERN = "checkpoint_epoch_{epoch}.pth"
 _EPOCH_RE = re.compile(r"checkpoint_epoch_(\d+)\.pth$")
-_REF_KEYS = {"kind", "keys", "sha256"}
+# What each kind of frozen-tensor reference must name.
+_REF_KEYS = {RUN: {"file", "keys", "sha256"}, PRETRAINED: {"identifier", "prefix", "keys", "sha256"}}
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -111,7 +112,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint dict")
     refs = state.get("frozen") or []
-    if not isinstance(refs, list) or not all(isinstance(r, dict) and _REF_KEYS <= r.keys() for r in refs):
+    if not isinstance(refs, list) or not all(
+        isinstance(r, dict) and r.get("kind") in _REF_KEYS and _REF_KEYS[r["kind"]] <= r.keys() for r in refs
+    ):
         raise CheckpointError(f"checkpoint {path}: its 'frozen' entry is not a list of frozen-tensor references")
     for ref in refs:
         if ref.get("kind") == RUN:
