@@ -9,7 +9,15 @@ Files in a run directory (only rank 0 writes them):
 * ``last.pth``: the newest state (every epoch, and on preemption mid-epoch); what ``--resume`` reads;
 * ``checkpoint_epoch_N.pth``: every ``every`` epochs, the newest ``keep_last`` kept;
 * ``best_model.pth``: the state with the best monitored validation metric;
-* ``final_model.pth``: the state at the end of training.
+* ``final_model.pth``: the state at the end of training;
+* ``frozen/<sha256>.pth``: frozen parameters that are not pretrained weights (a frozen random-init
+  backbone), written once per run and referred to by every checkpoint that needs them (``frozen``).
+
+A checkpoint holds what training changes. Frozen pretrained weights are recorded by identifier and
+sha256 only; ``restore_model`` loads a checkpoint into a model built again with those weights and checks
+the hash. ``load_checkpoint`` reads the run's frozen file back into ``state["model"]`` (a missing or
+altered file is a CheckpointError naming it); ``consolidate_checkpoint`` writes a copy that needs no
+``frozen/`` folder. Checkpoints written before this (a complete ``model``) load unchanged.
 """
 
 from __future__ import annotations
@@ -22,15 +30,29 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .distributed import is_main_process
 from .errors import CheckpointError
+from .frozen import (
+    FROZEN_FORMAT,
+    PRETRAINED,
+    RUN,
+    combined_sha256,
+    frozen_file_name,
+    pretrained_identifier,
+    split_state,
+    state_sha256,
+    tensor_sha256,
+)
 
 LAST = "last.pth"
 BEST = "best_model.pth"
 FINAL = "final_model.pth"
 EPOCH_PATTERN = "checkpoint_epoch_{epoch}.pth"
 _EPOCH_RE = re.compile(r"checkpoint_epoch_(\d+)\.pth$")
+# What each kind of frozen-tensor reference must name.
+_REF_KEYS = {RUN: {"file", "keys", "sha256"}, PRETRAINED: {"identifier", "prefix", "keys", "sha256"}}
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -89,7 +111,93 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {describe_load_error(e)}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint dict")
+    refs = state.get("frozen") or []
+    if not isinstance(refs, list) or not all(
+        isinstance(r, dict) and r.get("kind") in _REF_KEYS and _REF_KEYS[r["kind"]] <= r.keys() for r in refs
+    ):
+        raise CheckpointError(f"checkpoint {path}: its 'frozen' entry is not a list of frozen-tensor references")
+    for ref in refs:
+        if ref.get("kind") == RUN:
+            state["model"].update(_read_frozen_file(path.parent / ref["file"], ref, path))
+    state["frozen"] = [ref for ref in refs if ref.get("kind") != RUN]
     return state
+
+
+def _read_frozen_file(path: Path, ref: dict[str, Any], checkpoint: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a run's frozen file, checked against the checkpoint's reference to it."""
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint {checkpoint} keeps {len(ref['keys'])} frozen tensors in {path}, which does not exist: a "
+            "checkpoint copied out of its run directory needs the run's frozen/ folder beside it (or a copy made "
+            "self-contained with perception_shared.checkpoint.consolidate_checkpoint)"
+        )
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated or non-checkpoint files
+        raise CheckpointError(f"frozen tensors file {path} of checkpoint {checkpoint} is unreadable: {describe_load_error(e)}") from None
+    tensors = data.get("tensors") if isinstance(data, dict) else None
+    if not isinstance(tensors, dict) or sorted(tensors) != sorted(ref["keys"]):
+        raise CheckpointError(f"frozen tensors file {path} does not hold the tensors checkpoint {checkpoint} refers to")
+    actual = state_sha256(tensors)
+    if actual != ref["sha256"]:
+        raise CheckpointError(
+            f"frozen tensors file {path} was altered: its tensors hash to sha256 {actual}, "
+            f"but checkpoint {checkpoint} was saved with {ref['sha256']}"
+        )
+    return tensors
+
+
+def uses_pretrained(state: dict[str, Any]) -> bool:
+    """Whether a loaded checkpoint refers to frozen pretrained weights (build its model with them)."""
+    return any(ref.get("kind") == PRETRAINED for ref in state.get("frozen") or [])
+
+
+def restore_model(model: nn.Module, state: dict[str, Any], source: str | Path) -> None:
+    """Load the weights of checkpoint ``state`` (from ``load_checkpoint``) into ``model``, strictly.
+
+    ``model`` is built as the checkpoint's config says; where the checkpoint refers to frozen pretrained
+    weights (``uses_pretrained``), with those weights, and their sha256 must be the one recorded at save.
+    """
+    own = model.state_dict()
+    covered: set[str] = set()
+    for ref in state.get("frozen") or []:
+        keys = list(ref["keys"])
+        lacking = [k for k in keys if k not in own]
+        if lacking:
+            raise CheckpointError(
+                f"checkpoint {source} refers to {ref['identifier']} weights at {lacking[0]}, which the model built here lacks"
+            )
+        actual = combined_sha256({k: tensor_sha256(own[k]) for k in keys})
+        if actual != ref["sha256"]:
+            built_with = pretrained_identifier(model.get_submodule(ref["prefix"]))
+            why = (
+                f"the weights found for {built_with} (in the weights cache or the file the config names) are not the ones training used"
+                if built_with is not None
+                else "it was built without pretrained weights: build it with them when uses_pretrained(state)"
+            )
+            raise CheckpointError(
+                f"checkpoint {source} was trained on frozen {ref['identifier']} weights with sha256 {ref['sha256']} "
+                f"({len(keys)} tensors under {ref['prefix'] or 'the model'!r}), but the model built here holds other "
+                f"weights there (sha256 {actual}): {why}"
+            )
+        covered.update(keys)
+    try:
+        result = model.load_state_dict(state["model"], strict=False)
+    except (KeyError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {source} does not fit this model: {e}") from None
+    missing = [k for k in result.missing_keys if k not in covered]
+    if missing or result.unexpected_keys:
+        raise CheckpointError(
+            f"checkpoint {source} does not fit this model: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+
+
+def consolidate_checkpoint(path: str | Path, out: str | Path) -> Path:
+    """Write checkpoint ``path`` as ``out`` with its run's frozen tensors inside, to copy or share alone.
+
+    References to pretrained weights stay references (the weights cache supplies them on load).
+    """
+    return atomic_save(load_checkpoint(path), out)
 
 
 class CheckpointManager:
@@ -116,6 +224,19 @@ class CheckpointManager:
     @property
     def final_path(self) -> Path:
         return self.directory / FINAL
+
+    def model_state(self, module: nn.Module) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """``(model, frozen)`` entries of a checkpoint of ``module``: the state training changes, and
+        references to the frozen tensors (see ``perception_shared.frozen``). Frozen parameters that are
+        not pretrained weights are written to the run's ``frozen/<sha256>.pth`` first, once."""
+        stored, refs, run_frozen = split_state(module)
+        if run_frozen:
+            digest = state_sha256(run_frozen)
+            name = frozen_file_name(digest)
+            if self.enabled and not (self.directory / name).is_file():
+                atomic_save({"format": FROZEN_FORMAT, "sha256": digest, "tensors": run_frozen}, self.directory / name)
+            refs.append({"kind": RUN, "file": name, "keys": sorted(run_frozen), "sha256": digest})
+        return stored, refs
 
     def epoch_path(self, epoch: int) -> Path:
         return self.directory / EPOCH_PATTERN.format(epoch=epoch)

@@ -40,7 +40,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import __version__
-from .checkpoint import CheckpointManager, load_checkpoint
+from .checkpoint import CheckpointManager, load_checkpoint, restore_model
 from .config import config_to_dict, save_config
 from .distributed import DistContext, all_gather_object, all_reduce_max, barrier
 from .errors import CheckpointError
@@ -225,10 +225,12 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly; collective (gathers every rank's RNG state)."""
         rng = all_gather_object(capture_rng_state())
+        model, frozen = self.checkpoints.model_state(self.module)
         return {
-            "format": "perception-lab-checkpoint/1",
+            "format": "perception-lab-checkpoint/2",
             "perception_shared_version": __version__,
-            "model": self.module.state_dict(),
+            "model": model,
+            "frozen": frozen,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.precision.scaler.state_dict(),
@@ -248,8 +250,8 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
+        restore_model(self.module, state, source)
         try:
-            self.module.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scheduler is not None and state.get("scheduler") is not None:
                 self.scheduler.load_state_dict(state["scheduler"])

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from perception_shared.badinput import BadInputPolicy
-from perception_shared.checkpoint import load_checkpoint
+from perception_shared.checkpoint import load_checkpoint, restore_model, uses_pretrained
 from perception_shared.cli import resolve_run
 from perception_shared.config import config_from_dict
 from perception_shared.distributed import DistContext, broadcast_object, gather_by_index, init_distributed
@@ -110,7 +110,8 @@ def load_trained(run: str | Path, device: torch.device | str = "cpu") -> Trained
     """Rebuild the model of a run directory (its best checkpoint, see ``resolve_run``) or checkpoint file.
 
     The config, scaler, preprocessing and weights record come from the checkpoint (``weights_only``);
-    the backbone is built without pretrained weights, since the checkpoint holds every weight.
+    the backbone is built with pretrained weights only when the checkpoint refers to frozen pretrained
+    weights instead of holding them (their sha256 is checked); otherwise the checkpoint holds every weight.
     """
     ref = resolve_run(run)
     path = ref.checkpoint
@@ -125,11 +126,8 @@ def load_trained(run: str | Path, device: torch.device | str = "cpu") -> Trained
     cfg = config_from_dict(RatingConfig, state["config"], f"the config saved in {path}")
     scaler = TargetScaler.from_dict(extra["scaler"], f"the target scaler saved in {path}")
     pre = Preprocessing.from_dict(extra["preprocessing"])
-    model, _ = build_model(cfg.model, len(scaler.dimensions), image_size=pre.image_size, pretrained=False)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {path} does not fit backbone {cfg.model.backbone}: {e}") from None
+    model, _ = build_model(cfg.model, len(scaler.dimensions), image_size=pre.image_size, pretrained=uses_pretrained(state))
+    restore_model(model, state, path)
     model.to(device).eval()
     if torch.device(device).type == "cuda":
         model.to(memory_format=torch.channels_last)

@@ -73,7 +73,8 @@ def build_model(
     tensor: the backbone is built with its ImageNet classifier, so timm loads the file strictly (a file
     as published, classifier included; timm would skip missing keys silently when the classifier is
     dropped first), and the classifier is removed afterwards. ``pretrained=False`` initializes randomly (``WeightsSource`` kind
-    ``random``); ``evaluate`` and ``predict`` use it since a checkpoint holds every weight. ``image_size``
+    ``random``); ``evaluate`` and ``predict`` use it unless the checkpoint refers to frozen pretrained weights
+    instead of holding them. ``image_size``
     goes to backbones with a fixed input size (ViTs), whose position embeddings timm then resamples.
     """
     use_pretrained = cfg.pretrained if pretrained is None else pretrained

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from perception_shared.badinput import BadInputPolicy
-from perception_shared.checkpoint import BEST, FINAL, load_checkpoint
+from perception_shared.checkpoint import BEST, FINAL, load_checkpoint, restore_model
 from perception_shared.distributed import DistContext, gather_by_index, init_distributed
 from perception_shared.errors import ConfigError
 from perception_shared.logging import get_logger, setup_logging
@@ -354,7 +354,7 @@ def train(
     fit = trainer.fit(resume=resume, resume_from=resume_from)
 
     chosen = run / BEST if (run / BEST).is_file() else run / FINAL
-    model.load_state_dict(load_checkpoint(chosen)["model"])
+    restore_model(model, load_checkpoint(chosen), chosen)
     model.to(ctx.device).eval()
     with torch.no_grad(), trainer.precision.autocast():
         pred = scaler.inverse_transform(val_predictions(model))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from perception_shared.badinput import BadInputPolicy
-from perception_shared.checkpoint import load_checkpoint
+from perception_shared.checkpoint import load_checkpoint, restore_model
 from perception_shared.config import config_from_dict
 from perception_shared.distributed import DistContext, all_reduce_sum, gather_by_index
 from perception_shared.errors import CheckpointError, DataError
@@ -43,10 +43,7 @@ def load_trained_model(checkpoint: str | Path, device: torch.device) -> tuple[nn
     if in_shape is None:
         raise CheckpointError(f"checkpoint {checkpoint} does not record the model's input shape (extra.in_shape)")
     model = build_model(cfg.model, tuple(in_shape))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {checkpoint}: weights do not fit the model its config describes: {e}") from None
+    restore_model(model, state, checkpoint)
     return model.to(device).eval(), cfg, state
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
+from ..frozen import tag_pretrained
 from ..logging import get_logger
 from ..weights import load_weights_file
 from ._cache import locate_weights
@@ -50,7 +51,8 @@ def create_timm_model(
 ) -> tuple[nn.Module, WeightsSource]:
     """``timm.create_model`` with its weights from ``locate_weights``; returns the model and its source.
 
-    The weights go through timm's own loader (``pretrained_cfg_overlay=dict(file=...)``: timm 1.0's
+    The returned model is tagged (``frozen.tag_pretrained``) so that checkpoints refer to its frozen
+    weights instead of storing them. The weights go through timm's own loader (``pretrained_cfg_overlay=dict(file=...)``: timm 1.0's
     ``load_state_dict`` reads with ``weights_only=True``), so timm adapts them as usual to
     ``num_classes``/``in_chans``/``features_only``. ``pretrained=False`` builds a randomly initialized
     model (a bare architecture name is fine then). A ``pretrained_cfg_overlay`` in ``timm_kwargs``
@@ -73,6 +75,7 @@ def create_timm_model(
             model.reset_classifier(num_classes)
     except Exception as e:  # timm raises RuntimeError/KeyError/UnpicklingError for a file that does not fit
         raise WeightsError(f"cannot load {source.path} into timm's {source.identifier}: {_first_line(e)}") from e
+    tag_pretrained(model, source.identifier)
     get_logger("pretrained").info("weights: %s", source.describe())
     return model, source
 
@@ -148,5 +151,6 @@ def create_torchvision_model(
         model.load_state_dict(state)
     except RuntimeError as e:
         raise WeightsError(f"{source.path} does not fit torchvision's {enum_name} model: {_first_line(e)}") from e
+    tag_pretrained(model, source.identifier)
     get_logger("pretrained").info("weights: %s", source.describe())
     return model, source
