@@ -105,6 +105,23 @@ def test_a_frozen_random_init_backbone_is_written_once_per_run(tmp_path):
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
 
 
+def test_sibling_runs_with_the_same_frozen_backbone_share_one_file_and_an_altered_one_is_not_linked(tmp_path):
+    runs = []
+    for name in ("baseline", "regularized", "third"):
+        torch.manual_seed(0)  # the same random-init backbone in every run, as a study's arms with one seed
+        runs.append(tmp_path / name)
+        fit(Frozen(), runs[-1], 1)
+        if name == "regularized":  # a damaged file in one run must not spread to the next
+            (victim,) = (runs[0] / "frozen").iterdir()
+            victim.unlink()
+            victim.write_bytes(b"damaged")
+    (a,), (b,), (c,) = ((run / "frozen").iterdir() for run in runs)
+    assert a.name == b.name == c.name
+    assert b.stat().st_ino != a.stat().st_ino  # a was damaged before b was written: b is its own copy
+    assert c.stat().st_ino == b.stat().st_ino and b.stat().st_nlink == 2  # one file on disk, two runs
+    assert set(load_checkpoint(runs[2] / "final_model.pth")["model"]) == set(Frozen().state_dict())
+
+
 def test_a_missing_or_altered_frozen_file_is_named_and_consolidate_makes_a_checkpoint_self_contained(tmp_path):
     torch.manual_seed(0)
     fit(Frozen(), tmp_path / "run", 1)

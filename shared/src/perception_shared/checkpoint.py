@@ -152,11 +152,15 @@ def uses_pretrained(state: dict[str, Any]) -> bool:
     return any(ref.get("kind") == PRETRAINED for ref in state.get("frozen") or [])
 
 
-def restore_model(model: nn.Module, state: dict[str, Any], source: str | Path) -> None:
+def restore_model(
+    model: nn.Module, state: dict[str, Any], source: str | Path, *, new_keys: Callable[[str], bool] | None = None
+) -> list[str]:
     """Load the weights of checkpoint ``state`` (from ``load_checkpoint``) into ``model``, strictly.
 
     ``model`` is built as the checkpoint's config says; where the checkpoint refers to frozen pretrained
     weights (``uses_pretrained``), with those weights, and their sha256 must be the one recorded at save.
+    ``new_keys``: the model's tensors the checkpoint may lack because the model adds them (e.g. networks a
+    later training stage puts on top); they keep their initialization and are returned.
     """
     own = model.state_dict()
     covered: set[str] = set()
@@ -185,11 +189,13 @@ def restore_model(model: nn.Module, state: dict[str, Any], source: str | Path) -
         result = model.load_state_dict(state["model"], strict=False)
     except (KeyError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {source} does not fit this model: {e}") from None
-    missing = [k for k in result.missing_keys if k not in covered]
+    added = [k for k in result.missing_keys if k not in covered and new_keys is not None and new_keys(k)]
+    missing = [k for k in result.missing_keys if k not in covered and k not in added]
     if missing or result.unexpected_keys:
         raise CheckpointError(
             f"checkpoint {source} does not fit this model: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
         )
+    return added
 
 
 def consolidate_checkpoint(path: str | Path, out: str | Path) -> Path:
@@ -233,10 +239,30 @@ class CheckpointManager:
         if run_frozen:
             digest = state_sha256(run_frozen)
             name = frozen_file_name(digest)
-            if self.enabled and not (self.directory / name).is_file():
+            ref = {"kind": RUN, "file": name, "keys": sorted(run_frozen), "sha256": digest}
+            if self.enabled and not (self.directory / name).is_file() and not self._link_sibling(name, ref):
                 atomic_save({"format": FROZEN_FORMAT, "sha256": digest, "tensors": run_frozen}, self.directory / name)
-            refs.append({"kind": RUN, "file": name, "keys": sorted(run_frozen), "sha256": digest})
+            refs.append(ref)
         return stored, refs
+
+    def _link_sibling(self, name: str, ref: dict[str, Any]) -> bool:
+        """Hard-link the same frozen file from a sibling run (runs of one study that share a seed share a
+        random-init backbone), checked first; False when there is none or links are not possible here."""
+        for other in sorted(self.directory.parent.glob(f"*/{name}")):
+            if other.parent.parent == self.directory:
+                continue
+            try:
+                _read_frozen_file(other, ref, self.directory / name)
+            except CheckpointError:
+                continue
+            (self.directory / name).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(other, self.directory / name)
+            except OSError:  # another file system, or one without hard links: write our own copy
+                return False
+            _fsync_dir((self.directory / name).parent)
+            return True
+        return False
 
     def epoch_path(self, epoch: int) -> Path:
         return self.directory / EPOCH_PATTERN.format(epoch=epoch)

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from perception_shared.badinput import BadInputPolicy
-from perception_shared.checkpoint import load_checkpoint
+from perception_shared.checkpoint import load_checkpoint, restore_model, uses_pretrained
 from perception_shared.cli import resolve_run
 from perception_shared.config import config_from_dict
 from perception_shared.distributed import DistContext, all_gather_object, barrier, gather_by_index, main_then_broadcast
@@ -82,18 +82,16 @@ COLUMNS = ["n_fixations", "ll_sum", "baseline_sum", "nss", "auc_judd", "gt_sum",
 def load_run_model(checkpoint: Path, device: torch.device) -> tuple[DensityModel, TrainConfig, dict[str, Any]]:
     """The model of a checkpoint, rebuilt from the config saved in it, in eval mode on ``device``.
 
-    The checkpoint holds every weight, the frozen backbone's too, so the backbone is built without its
-    pretrained weights (nothing is looked up or downloaded); ``weights_record`` says what it was trained with.
+    The checkpoint holds what training changed; a frozen random-init backbone comes from the run's
+    ``frozen/`` file, a frozen pretrained one from the weights cache (built only then, its sha256 checked
+    against the checkpoint's); ``weights_record`` says what it was trained with.
     """
     state = load_checkpoint(checkpoint)
     if "config" not in state or "model" not in state:
         raise CheckpointError(f"checkpoint {checkpoint} has no 'config' or 'model' entry")
     cfg = config_from_dict(TrainConfig, state["config"], source=f"the config in {checkpoint}")
-    model = build_model(cfg.model, cfg.entropy, pretrained=False)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {checkpoint} does not fit the model its config describes: {e}") from None
+    model = build_model(cfg.model, cfg.entropy, pretrained=uses_pretrained(state))
+    restore_model(model, state, checkpoint)
     return model.to(device).eval(), cfg, state
 
 

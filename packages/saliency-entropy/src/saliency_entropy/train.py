@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from perception_shared.badinput import BadInputPolicy
-from perception_shared.checkpoint import load_checkpoint
+from perception_shared.checkpoint import load_checkpoint, restore_model, uses_pretrained
 from perception_shared.cli import ResumeSpec, resolve_run
 from perception_shared.config import config_from_dict, load_config, resolve_config_path
 from perception_shared.distributed import DistContext, all_reduce_sum, init_distributed, main_then_broadcast
@@ -467,6 +467,11 @@ def train(
     return trainer.fit(resume=resume, resume_from=resume_from)
 
 
+def _scanpath_key(key: str) -> bool:
+    """A tensor a scanpath DeepGaze III has and its spatial first stage lacks."""
+    return key.startswith("scanpath_networks.") or ".layernorm0.layernorm_part1." in key or ".conv0.conv_part1." in key
+
+
 def initial_model(cfg: TrainConfig, init_from: str | Path) -> tuple[DensityModel, dict[str, Any]]:
     """The model of the run ``init_from`` with its weights, and its weights record; ``cfg.model`` becomes
     that run's model section (the architecture and everything the weights depend on). A config asking for
@@ -487,19 +492,11 @@ def initial_model(cfg: TrainConfig, init_from: str | Path) -> tuple[DensityModel
                 f"(model.architecture deepgaze3), this one is {cfg.model.architecture!r}"
             )
         cfg.model.scanpath, cfg.model.history = True, wanted.history
-    model = build_model(cfg.model, cfg.entropy, pretrained=False)
-    try:
-        result = model.load_state_dict(state["model"], strict=not add_scanpath)
-    except RuntimeError as e:
-        raise CheckpointError(f"--init-from {ref.checkpoint} does not fit the model its config describes: {e}") from None
+    # a frozen pretrained backbone is not in the checkpoint: it is built from the weights cache, sha256 checked
+    model = build_model(cfg.model, cfg.entropy, pretrained=uses_pretrained(state))
+    added = restore_model(model, state, f"--init-from {ref.checkpoint}", new_keys=_scanpath_key if add_scanpath else None)
     if add_scanpath:
-        new = [k for k in result.missing_keys if not k.startswith("scanpath_networks.") and ".layernorm0.layernorm_part1." not in k and ".conv0.conv_part1." not in k]
-        if new or result.unexpected_keys:
-            raise CheckpointError(
-                f"--init-from {ref.checkpoint}: not a spatial DeepGaze III checkpoint (missing {new[:5]}, "
-                f"unexpected {result.unexpected_keys[:5]})"
-            )
-        log.info("scanpath networks added to the spatial run (initialized): %d tensors", len(result.missing_keys))
+        log.info("scanpath networks added to the spatial run (initialized): %d tensors", len(added))
     weights = dict((state.get("extra") or {}).get("weights") or {"identifier": cfg.model.backbone, "pretrained": cfg.model.pretrained})
     weights["initialized_from"] = str(ref.checkpoint)
     log.info("initialized from %s (model.architecture %s)", ref.checkpoint, cfg.model.architecture)
