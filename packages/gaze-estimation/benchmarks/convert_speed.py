@@ -36,14 +36,8 @@ import av
 import h5py
 import numpy as np
 
-from gaze_estimation.convert import (
-    LABEL_GROUP,
-    convert_eve,
-    participant_folders,
-    step_files,
-    stimulus_folders,
-    usable_cpus,
-)
+from gaze_estimation.convert import convert_eve, usable_cpus
+from gaze_estimation.eve_layout import LABEL_GROUP, participant_folders, step_files, stimulus_folders
 from gaze_estimation.synthetic_eve import (
     RELEASE_EYE_SIZE,
     RELEASE_FACE_SIZE,
