@@ -49,7 +49,7 @@ def _frames(container: av.container.InputContainer) -> Iterator[av.VideoFrame]:
 
 def convert_step(
     step: Path, camera: str, every: int, policy: BadInputPolicy, writer: H5Writer, step_index: int,
-    on_frames: Callable[[int], object] = lambda n: None, batch: int = 32,
+    on_frames: Callable[[int], object] = lambda n: None, batch: int = 64,
 ) -> int:
     """Append the kept frames of one stimulus folder to ``writer``; returns how many (0 if reported bad).
 
@@ -77,8 +77,9 @@ def convert_step(
     face_scaler, eyes_scaler = VideoReformatter(), VideoReformatter()
 
     def flush() -> None:
-        # a batch is scaled in one go, not a frame between two decodes: the decoder and the scaler then
-        # evict each other's caches less (a quarter less scaling time, measured in benchmarks/convert_speed.py)
+        # a batch is scaled in one go rather than a frame between two decodes, so that the decoder and the
+        # scaler evict each other's caches less: about 5% less CPU time per conversion, mostly system time
+        # (measured on a loaded 2-core machine; benchmarks/RESULTS.md)
         for j, (ff, ef) in enumerate(held):
             face_buf[j] = face_scaler.reformat(ff, format="rgb24", width=FACE_SIZE, height=FACE_SIZE, interpolation="AREA").to_ndarray()
             eyes_buf[j] = eyes_scaler.reformat(ef, format="rgb24", width=2 * EYE_SIZE, height=EYE_SIZE, interpolation="AREA").to_ndarray()
