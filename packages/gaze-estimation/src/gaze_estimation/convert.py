@@ -10,7 +10,7 @@ processes, by default the CPUs this process may use) and resumable: a participan
 place only when complete and carries a completion marker (``eve_participant``); a rerun checks every
 existing file and converts again those that are incomplete, or were made with other settings or from
 changed source files; ``force`` converts all again. The worker processes import this module and the three
-above, none of which needs torch.
+above, none of which imports torch itself.
 """
 
 from __future__ import annotations

@@ -4,13 +4,13 @@ The output is ``DST/<split>/participant_<folder>/frames_<camera>.h5`` with ``fac
 ``gaze``, and ``step_index`` / ``frame_index`` (which stimulus folder, attribute ``steps``, and which
 video frame each sample came from).
 
-A conversion is resumable: each participant's file is written
-under a temporary name, gets a completion marker (attribute ``conversion``: the settings, a fingerprint
-of the source files and the sample count) last, and is renamed when complete. A rerun checks every
-existing file (``completion_problem``) and converts again those that are incomplete, or were made with
-other settings or from changed source files; ``force`` converts all again.
+A conversion is resumable: each participant's file is written under a temporary name, gets a completion
+marker (attribute ``conversion``: the settings, a fingerprint of the source files and the sample count)
+last, and is renamed when complete. ``completion_problem`` tells whether an existing file is such a
+complete conversion of the same source files with the same settings.
 
-Needs no torch (nor do ``eve_layout`` and ``h5format``, which it uses): ``convert.py`` runs it in worker processes.
+Imports no torch itself (nor do ``eve_layout`` and ``h5format``, which it uses): ``convert.py`` runs it in
+worker processes.
 """
 
 from __future__ import annotations
