@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from gaze_estimation.cli import main
-from gaze_estimation.convert import LABEL_GROUP, convert_eve
+from gaze_estimation.convert import convert_eve
+from gaze_estimation.eve_layout import LABEL_GROUP
 from gaze_estimation.synthetic import render_sample
 from gaze_estimation.synthetic_eve import CALIBRATION_STEP, make_synthetic_eve, participant_truth
 from perception_shared.errors import ConfigError

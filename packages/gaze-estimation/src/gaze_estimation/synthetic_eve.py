@@ -1,6 +1,6 @@
 """Synthetic participants in the raw EVE release layout, for ``convert-eve`` and ``validate-data``.
 
-Writes what ``convert.py`` reads (its docstring describes the layout), with gaze known exactly::
+Writes what ``convert-eve`` reads (``eve_layout``'s docstring describes the layout), with gaze known exactly::
 
     OUT/train01 ... trainNN, val01 ... valNN/            one folder per participant
         step001_eye_tracker_calibration/                  a calibration step (convert-eve leaves it out)
@@ -32,7 +32,7 @@ import numpy as np
 from perception_shared.errors import ConfigError
 from perception_shared.logging import get_logger, progress
 
-from .convert import LABEL_GROUP, STIMULUS_TYPES, step_files
+from .eve_layout import LABEL_GROUP, STIMULUS_TYPES, step_files
 from .synthetic import SceneParams, render_sample, sample_params, sample_participant
 
 RELEASE_FACE_SIZE = 256  # face patch side in the EVE release, pixels
