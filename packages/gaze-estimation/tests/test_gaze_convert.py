@@ -298,3 +298,26 @@ def test_workers_default_to_the_cpus_this_process_may_use(monkeypatch):
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "four")
     with pytest.raises(ConfigError, match="SLURM_CPUS_PER_TASK='four'"):
         usable_cpus()
+
+
+
+WORKER_MODULES = """
+import multiprocessing, sys
+
+def modules(_):
+    return sorted(m for m in ("torch", "av", "h5py") if m in sys.modules)
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["gaze_estimation.convert"])  # as convert_eve's pool does
+    with ctx.Pool(1) as pool:
+        print(*pool.map(modules, [0])[0])
+"""
+
+
+def test_worker_processes_import_no_torch(tmp_path):
+    # a script of its own: a worker running a function of this test module would import the module, and torch with it
+    script = tmp_path / "worker_modules.py"
+    script.write_text(WORKER_MODULES)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["av", "h5py"]

@@ -17,7 +17,6 @@ from typing import Any, TextIO, TypeVar
 
 from tqdm.auto import tqdm
 
-from .distributed import get_rank
 from .errors import ConfigError
 
 T = TypeVar("T")
@@ -42,6 +41,16 @@ def close_logging() -> None:
         h.close()
 
 
+def _rank() -> int:
+    """This process's rank: 0 where torch.distributed was never imported (no process group can be up
+    then), so that processes which only log (convert-eve's workers) need not import torch."""
+    if "torch.distributed" not in sys.modules:
+        return 0
+    from .distributed import get_rank
+
+    return get_rank()
+
+
 def setup_logging(run_dir: str | Path | None = None, *, level: int = logging.INFO, filename: str = "train.log") -> logging.Logger:
     """Configure the ``perception`` logger for this process and return it.
 
@@ -52,7 +61,7 @@ def setup_logging(run_dir: str | Path | None = None, *, level: int = logging.INF
     logger = logging.getLogger(ROOT_LOGGER)
     logger.setLevel(level)
     logger.propagate = False
-    rank = get_rank()
+    rank = _rank()
     console = logging.StreamHandler(sys.stderr)
     if rank == 0:
         console.setLevel(level)
@@ -96,7 +105,7 @@ def _is_terminal(stream: TextIO) -> bool:
 def progress(iterable: Iterable[T], **kwargs: Any) -> Iterable[T]:
     """A tqdm bar on rank 0; a plain iterator elsewhere, or when PERCEPTION_NO_PROGRESS=1. Off a terminal,
     a line every ``PERCEPTION_PROGRESS_INTERVAL`` seconds (default 60)."""
-    disable = get_rank() != 0 or os.environ.get("PERCEPTION_NO_PROGRESS") == "1"
+    disable = _rank() != 0 or os.environ.get("PERCEPTION_NO_PROGRESS") == "1"
     stream = kwargs.pop("file", None) or sys.stderr
     if _is_terminal(stream):
         kwargs.setdefault("dynamic_ncols", True)

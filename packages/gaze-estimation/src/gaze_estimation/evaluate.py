@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from perception_shared.badinput import BadInputPolicy
-from perception_shared.checkpoint import load_checkpoint
+from perception_shared.checkpoint import load_checkpoint, restore_model, uses_pretrained
 from perception_shared.config import config_from_dict
 from perception_shared.distributed import DistContext, gather_by_index
 from perception_shared.errors import CheckpointError
@@ -61,18 +61,15 @@ REPORT_PREFIX = "report:"  # manifest data entries of the validation (report) pa
 def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
     """Rebuild the model from the config saved in ``checkpoint`` and load its weights (eval mode).
 
-    Returns ``(model, config, checkpoint state)``; no backbone weights are looked up (the checkpoint
-    holds the trained weights).
+    Returns ``(model, config, checkpoint state)``; backbone weights are looked up only when the
+    checkpoint refers to frozen pretrained weights instead of holding them (their sha256 is checked).
     """
     state = load_checkpoint(checkpoint)
     if "config" not in state or "model" not in state:
         raise CheckpointError(f"checkpoint {checkpoint} has no 'config' or no 'model': not a gaze-estimation checkpoint")
     cfg = config_from_dict(TrainConfig, state["config"], source=f"the config in {checkpoint}")
-    model, _ = build_model(cfg.model, load_weights=False, window=cfg.data.sequence_length)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {checkpoint} does not fit model {cfg.model.name}: {e}") from None
+    model, _ = build_model(cfg.model, load_weights=uses_pretrained(state), window=cfg.data.sequence_length)
+    restore_model(model, state, checkpoint)
     return model.to(device).eval(), cfg, state
 
 
