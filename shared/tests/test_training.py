@@ -242,6 +242,24 @@ def test_resume_with_a_model_that_does_not_fit_is_a_checkpoint_error(tmp_path):
         other.fit(resume=True)
 
 
+def test_best_and_final_hold_the_model_only_and_cannot_be_resumed_from(tmp_path):
+    from perception_shared.checkpoint import RESUME_ONLY
+    from perception_shared.errors import CheckpointError
+
+    trainer, model = build(tmp_path / "run", 2)
+    trainer.fit()
+    last = load_checkpoint(tmp_path / "run" / "last.pth")
+    for name in ("best_model.pth", "final_model.pth"):
+        state = load_checkpoint(tmp_path / "run" / name)
+        assert not set(RESUME_ONLY) & set(state) and set(RESUME_ONLY) <= set(last)
+        assert {"model", "config", "history", "extra", "epoch"} <= set(state)
+    final = load_checkpoint(tmp_path / "run" / "final_model.pth")["model"]
+    assert all(torch.equal(v, final[k]) for k, v in model.state_dict().items())
+    other, _ = build(tmp_path / "run", 3)
+    with pytest.raises(CheckpointError, match="final_model.pth holds the model only .* resume from last.pth"):
+        other.fit(resume_from=tmp_path / "run" / "final_model.pth")
+
+
 def test_resume_without_checkpoint_is_an_error(tmp_path):
     from perception_shared.errors import CheckpointError
 

@@ -8,8 +8,9 @@ Files in a run directory (only rank 0 writes them):
 
 * ``last.pth``: the newest state (every epoch, and on preemption mid-epoch); what ``--resume`` reads;
 * ``checkpoint_epoch_N.pth``: every ``every`` epochs, the newest ``keep_last`` kept;
-* ``best_model.pth``: the state with the best monitored validation metric;
-* ``final_model.pth``: the state at the end of training;
+* ``best_model.pth``: the model with the best monitored validation metric;
+* ``final_model.pth``: the model at the end of training (these two keep no optimizer, scheduler, scaler
+  or RNG state: ``model_only``; they are for evaluate, predict, export and ``--init-from``);
 * ``frozen/<sha256>.pth``: frozen parameters that are not pretrained weights (a frozen random-init
   backbone), written once per run and referred to by every checkpoint that needs them (``frozen``).
 
@@ -111,7 +112,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {describe_load_error(e)}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint dict")
-    refs = state.get("frozen") or []
+    if "frozen" not in state:  # a checkpoint from before frozen references, or a plain state dict
+        return state
+    refs = state["frozen"] or []
     if not isinstance(refs, list) or not all(
         isinstance(r, dict) and r.get("kind") in _REF_KEYS and _REF_KEYS[r["kind"]] <= r.keys() for r in refs
     ):
@@ -206,6 +209,27 @@ def consolidate_checkpoint(path: str | Path, out: str | Path) -> Path:
     return atomic_save(load_checkpoint(path), out)
 
 
+# What only continuing a run needs; best_model.pth and final_model.pth are for evaluate, predict, export
+# and --init-from, and leave it out (an Adam state is twice the size of the weights it trains).
+RESUME_ONLY = ("optimizer", "scheduler", "scaler", "rng", "epoch_means")
+
+
+def model_only(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` without what only resuming needs (``RESUME_ONLY``); the model, config, history and
+    extra entries stay."""
+    return {k: v for k, v in state.items() if k not in RESUME_ONLY}
+
+
+def require_resumable(state: dict[str, Any], source: str | Path) -> None:
+    """A CheckpointError when ``state`` is a best/final model file, which cannot continue a run."""
+    lacking = [k for k in ("optimizer", "rng", "epoch_means") if k not in state]
+    if lacking:
+        raise CheckpointError(
+            f"checkpoint {source} holds the model only (best_model.pth and final_model.pth keep no {', '.join(lacking)}): "
+            f"resume from {LAST} or a checkpoint_epoch_N.pth of the same run"
+        )
+
+
 class CheckpointManager:
     """Writes and finds the checkpoints of one run directory."""
 
@@ -294,10 +318,10 @@ class CheckpointManager:
         return target
 
     def save_best(self, state: dict[str, Any]) -> Path | None:
-        return atomic_save(state, self.best_path) if self.enabled else None
+        return atomic_save(model_only(state), self.best_path) if self.enabled else None
 
     def save_final(self, state: dict[str, Any]) -> Path | None:
-        return atomic_save(state, self.final_path) if self.enabled else None
+        return atomic_save(model_only(state), self.final_path) if self.enabled else None
 
     def candidates(self) -> list[Path]:
         """Checkpoints to resume from, newest first: last.pth, then the periodic ones."""

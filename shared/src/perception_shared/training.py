@@ -40,7 +40,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import __version__
-from .checkpoint import CheckpointManager, load_checkpoint, restore_model
+from .checkpoint import CheckpointManager, load_checkpoint, require_resumable, restore_model
 from .config import config_to_dict, save_config
 from .distributed import DistContext, all_gather_object, all_reduce_max, barrier
 from .errors import CheckpointError
@@ -250,6 +250,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
+        require_resumable(state, source)
         restore_model(self.module, state, source)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
