@@ -14,7 +14,8 @@ images of random synthetic people (head roll within 15 degrees, faces anywhere i
 * ``dlib``: dlib's HOG face detector and 68-point landmark model, the default (upsampling 1, the image
   also searched turned by +-15 degrees when no face is found upright); also without upsampling, without the
   roll search, and (``--cnn``) with dlib's CNN face detector (without upsampling: slow on a CPU); and, to
-  tell where dlib's error comes from, dlib's faces with the eye centres replaced by the rendered ones;
+  tell where dlib's error comes from, dlib's faces with the eye centres replaced by the rendered ones, and
+  with them moved to the iris (the darkest pixels between the eye corners);
 * ``haar``: OpenCV's Haar cascades.
 
 Also the detection rates, the landmark error (the eye centres against the rendered eyeball centres, pixels;
