@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import textwrap
 import time
 from pathlib import Path
 
@@ -210,12 +211,12 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     order = ["ideal", "true pose", "landmarks (stand-in)", *(k for k in detectors if k.startswith("dlib")), "haar (eyes found)", "haar"]
-    fig, ax = plt.subplots(figsize=(9, 3.8))
+    fig, ax = plt.subplots(figsize=(10, 4.2))
     means = [summary[k]["mean_error_deg"] or 0.0 for k in order]
     ax.bar(range(len(order)), means, color="tab:blue")
     ax.axhline(float(mean_predictor.mean()), color="tab:red", ls="--", lw=1, label="mean predictor")
     ax.set_xticks(range(len(order)))
-    ax.set_xticklabels([f"{k.replace(', ', chr(10))}\n{summary[k]['found']}" for k in order], fontsize=7)
+    ax.set_xticklabels([f"{textwrap.fill(k, 12)}\n{summary[k]['found']}" for k in order], fontsize=7)
     ax.set_ylabel("camera-frame gaze error (deg)")
     ax.set_title(f"predict-raw on {args.n} rendered faces, {cfg.model.name}", fontsize=9)
     ax.legend(fontsize=8)
