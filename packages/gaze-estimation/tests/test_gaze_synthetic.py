@@ -1,9 +1,11 @@
+import dataclasses
+
 import h5py
 import numpy as np
 import pytest
 import torch
 
-from gaze_estimation.augment import AugmentConfig, augment_sample, hflip_sample
+from gaze_estimation.augment import AugmentConfig, augment_sample, augment_window, hflip_sample, shift_crop
 from gaze_estimation.synthetic import (
     _base_layers,
     _eye_layers,
@@ -97,6 +99,8 @@ def test_augment_flip_label_and_eye_swap():
 def test_augment_config_rejects_bad_values():
     with pytest.raises(ValueError, match="flip_prob"):
         AugmentConfig(flip_prob=1.5)
+    with pytest.raises(ValueError, match="eye_jitter_px"):
+        AugmentConfig(eye_jitter_px=-1.0)
     with pytest.raises(ValueError, match="blur_sigma"):
         AugmentConfig(blur_sigma=(2.0, 1.0))
 
@@ -136,3 +140,59 @@ def test_color_matrix_equals_sequential_jitter():
     x3 = s * x2 + (1 - s) * (x2 * luma).sum(0, keepdim=True)
     mean_gray = float((x * luma).sum(0).mean())
     torch.testing.assert_close(_apply_color(x, *color_matrix(b, c, s, mean_gray)), x3, atol=1e-6, rtol=0)
+
+
+def test_shift_crop_is_the_crop_rendered_off_centre():
+    """Shifting a crop's content by (dx, dy) pixels shows what the renderer draws with the crop centred
+    (-dx, -dy) pixels away (an eye crop pixel is 52/112 scene units), except the repeated edge; and the edge
+    repeats the nearest pixel (an independent index computation)."""
+    p = params(2, seed=3)
+    a = render_sample(p)
+    span = 52.0 / 112  # scene units per eye-crop pixel
+    dx, dy = 5, -3
+    moved = dataclasses.replace(p, leye_du=p.leye_du - dx * span, leye_dv=p.leye_dv - dy * span, face_du=p.face_du - dx, face_dv=p.face_dv - dy)
+    b = render_sample(moved)
+    for name in ("leye", "face"):
+        for i in range(2):
+            x = torch.from_numpy(a[name][i].transpose(2, 0, 1).copy())
+            got = shift_crop(x, dx, dy)
+            want = torch.from_numpy(b[name][i].transpose(2, 0, 1).copy())
+            inner = (slice(None), slice(max(dy, 0), x.shape[1] + min(dy, 0)), slice(max(dx, 0), x.shape[2] + min(dx, 0)))
+            assert (got[inner].int() - want[inner].int()).abs().max() <= 1, name
+            rows = np.clip(np.arange(x.shape[1]) - dy, 0, x.shape[1] - 1)
+            cols = np.clip(np.arange(x.shape[2]) - dx, 0, x.shape[2] - 1)
+            assert torch.equal(got, x[:, rows][:, :, cols])
+        assert np.abs(a[name].astype(int) - b[name].astype(int)).max() > 50  # the shift is visible
+
+
+def _found_shift(before: torch.Tensor, after: torch.Tensor) -> tuple[int, int]:
+    """The shift that maps ``before`` (channel 0 its row index, channel 1 its column index) onto ``after``."""
+    _, h, w = before.shape
+    dy, dx = h // 2 - int(after[0, h // 2, w // 2]), w // 2 - int(after[1, h // 2, w // 2])
+    assert torch.equal(shift_crop(before, dx, dy), after)
+    return dx, dy
+
+
+def test_crop_jitter_draws_a_shift_per_crop_with_the_configured_spread():
+    def coordinates(size: int) -> torch.Tensor:
+        i = torch.arange(size, dtype=torch.uint8)
+        return torch.stack([i[:, None].expand(size, size), i[None, :].expand(size, size), torch.zeros(size, size, dtype=torch.uint8)])
+
+    face, leye, reye = coordinates(40), coordinates(24), coordinates(24)
+    gaze = torch.tensor([0.1, 0.3])
+    off = dict(flip_prob=0.0, brightness=0.0, contrast=0.0, saturation=0.0, blur_prob=0.0, noise_prob=0.0)
+    cfg = AugmentConfig(**off, eye_jitter_px=2.0)
+    torch.manual_seed(0)
+    shifts = []
+    for _ in range(200):
+        f2, l2, r2, g2 = augment_sample(face, leye, reye, gaze, cfg)
+        assert torch.equal(f2, face) and torch.equal(g2, gaze)  # face_jitter_px 0: the face crop stays
+        shifts.append(_found_shift(leye, l2) + _found_shift(reye, r2))
+    s = np.array(shifts, dtype=float)
+    assert np.abs(s).max() <= 6  # cut at 3 std
+    assert np.all(np.abs(s.std(axis=0) - 2.0) < 0.45) and np.all(np.abs(s.mean(axis=0)) < 0.5)
+    assert abs(np.corrcoef(s[:, 0], s[:, 2])[0, 1]) < 0.25  # the two eyes are shifted independently
+    # a window of frames: one shift for all of them
+    frames = [torch.stack([x] * 3) for x in (face, leye, reye)]
+    wf, wl, wr, _ = augment_window(*frames, gaze.expand(3, 2), AugmentConfig(**off, eye_jitter_px=2.0, face_jitter_px=2.0))
+    assert all(torch.equal(w[t], w[0]) for w in (wf, wl, wr) for t in range(3))

@@ -1,4 +1,4 @@
-"""Training augmentation of one sample: horizontal flip, color jitter, blur and noise.
+"""Training augmentation of one sample: horizontal flip, crop shifts, color jitter, blur and noise.
 
 Runs inside the dataset's ``__getitem__`` and draws only from torch's global RNG, which
 ``SeededDataset`` seeds from (seed, epoch, index): the same sample gets the same augmentation whichever
@@ -6,6 +6,12 @@ worker loads it and wherever a run was resumed.
 
 The three crops come from one camera frame, so they share the flip, the color jitter and the blur
 strength; noise is drawn per pixel. The frames of a window (temporal models) share one draw too.
+
+Crop shifts stand in for the landmark error of data normalization on camera images: ``predict-raw``
+centres each eye crop on the eye centre a landmark detector gives, which is a few millimetres off on real
+faces (and more on faces unlike its training set), while the training crops were centred by the data's own
+normalization. Each crop is shifted by its own draw (the two eyes' landmark errors are not the same), by
+whole pixels, and the pixels shifted in repeat the crop's edge.
 """
 
 from __future__ import annotations
@@ -35,6 +41,11 @@ class AugmentConfig:
     blur_sigma: tuple[float, float] = (0.2, 1.5)  # Gaussian sigma range, in pixels of each crop
     noise_prob: float = 0.5
     noise_std: float = 0.03  # the std (in [0, 1] intensity units) is drawn from [0, noise_std]
+    # Std of a random shift of each crop along each axis, in pixels of that crop (0: off), rounded to whole
+    # pixels and cut at 3 std. Set them from the landmark error expected at the normalization's scale: an
+    # eye crop covers normalization.eye_span_px face-crop pixels with 112 pixels.
+    eye_jitter_px: float = 0.0
+    face_jitter_px: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("flip_prob", "blur_prob", "noise_prob"):
@@ -48,8 +59,9 @@ class AugmentConfig:
         lo, hi = self.blur_sigma
         if not 0.0 < lo <= hi:
             raise ValueError(f"augment.blur_sigma must be an increasing pair of positive numbers, got {self.blur_sigma}")
-        if self.noise_std < 0:
-            raise ValueError(f"augment.noise_std must be >= 0, got {self.noise_std}")
+        for name in ("noise_std", "eye_jitter_px", "face_jitter_px"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"augment.{name} must be >= 0, got {getattr(self, name)}")
 
 
 def _uniform(lo: float, hi: float) -> float:
@@ -96,6 +108,27 @@ def color_matrix(brightness: float, contrast: float, saturation: float, mean_gra
     return a, (1.0 - contrast) * brightness * mean_gray
 
 
+def _shift_draw(std: float) -> tuple[int, int]:
+    """A whole-pixel shift ``(dx, dy)``: normal with ``std`` per axis, cut at 3 std; no draw when ``std`` is 0."""
+    if std == 0:
+        return (0, 0)
+    d = (torch.randn(2) * std).clamp_(-3 * std, 3 * std).round_()
+    return int(d[0]), int(d[1])
+
+
+def shift_crop(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """``x`` ``(C, H, W)`` with its content moved by ``dx`` pixels right and ``dy`` down, the edge repeated.
+
+    Moving the content right is what a crop centred ``dx`` pixels further left shows.
+    """
+    if dx == 0 and dy == 0:
+        return x
+    _, h, w = x.shape
+    px, py = min(abs(dx), w), min(abs(dy), h)
+    y = F.pad(x[None].float(), (px, px, py, py), mode="replicate")[0].to(x.dtype)
+    return y[:, py - dy : py - dy + h, px - dx : px - dx + w]
+
+
 def _apply_color(x: torch.Tensor, a: torch.Tensor, d: float) -> torch.Tensor:
     c, h, w = x.shape
     return torch.addmm(torch.full((3, 1), d), a, x.reshape(c, h * w)).reshape(c, h, w)
@@ -111,17 +144,22 @@ class AugmentDraw:
     saturation: float
     sigma: float | None
     noise: float
+    shifts: tuple[tuple[int, int], ...] = ((0, 0), (0, 0), (0, 0))  # (dx, dy) of the face, left and right eye crops
 
 
 def draw_augment(cfg: AugmentConfig) -> AugmentDraw:
-    """Draw flip, colour jitter, blur and noise strength from torch's global RNG."""
+    """Draw flip, colour jitter, blur, noise strength and crop shifts from torch's global RNG.
+
+    The shifts are drawn last and only when on, so that a config without them draws as before.
+    """
     flip = float(torch.rand(())) < cfg.flip_prob
     b = _uniform(1 - cfg.brightness, 1 + cfg.brightness)
     c = _uniform(1 - cfg.contrast, 1 + cfg.contrast)
     s = _uniform(1 - cfg.saturation, 1 + cfg.saturation)
     sigma = _uniform(*cfg.blur_sigma) if float(torch.rand(())) < cfg.blur_prob else None
     noise = _uniform(0.0, cfg.noise_std) if float(torch.rand(())) < cfg.noise_prob else 0.0
-    return AugmentDraw(flip, b, c, s, sigma, noise)
+    shifts = (_shift_draw(cfg.face_jitter_px), _shift_draw(cfg.eye_jitter_px), _shift_draw(cfg.eye_jitter_px))
+    return AugmentDraw(flip, b, c, s, sigma, noise, shifts)
 
 
 def apply_augment(
@@ -131,8 +169,8 @@ def apply_augment(
     if d.flip:
         face, leye, reye, gaze = hflip_sample(face, leye, reye, gaze)
     out = []
-    for crop in (face, leye, reye):
-        x = crop.float().mul_(1.0 / 255.0)
+    for crop, (dx, dy) in zip((face, leye, reye), d.shifts):
+        x = shift_crop(crop, dx, dy).float().mul_(1.0 / 255.0)
         mean_gray = float(x.mean(dim=(1, 2)) @ torch.tensor(_LUMA))
         x = _apply_color(x, *color_matrix(d.brightness, d.contrast, d.saturation, mean_gray))
         if d.sigma is not None:
@@ -161,7 +199,8 @@ def augment_window(
     """Augment a window of ``T`` frames (crops ``(T, 3, H, W)``, gaze ``(T, 2)``) with ONE draw for all frames.
 
     The frames of a window come from one video: one flip (the sequence stays mirrored throughout), one
-    colour jitter and blur; only the sensor noise is new in every frame, as a camera's would be.
+    colour jitter and blur, and one shift of each crop (a landmark detector's error on one face is mostly a
+    steady bias); only the sensor noise is new in every frame, as a camera's would be.
     """
     if not cfg.enabled:
         return face, leye, reye, gaze
