@@ -138,6 +138,8 @@ class CausalTransformer(nn.Module):
     def forward(self, x: torch.Tensor, state: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
         if state is None:
             return self.parallel(x)
+        if x.shape[1] == 1:
+            return self.out(self.norm(self.step(x, state))), state
         return self.out(self.norm(torch.cat([self.step(x[:, t : t + 1], state) for t in range(x.shape[1])], dim=1))), state
 
     def parallel(self, x: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
@@ -233,9 +235,11 @@ class TemporalStream:
 
     @torch.no_grad()
     def step(self, face: torch.Tensor, leye: torch.Tensor, reye: torch.Tensor) -> torch.Tensor:
-        out, self.state = self.model.run(face.unsqueeze(1), leye.unsqueeze(1), reye.unsqueeze(1), self.state)
+        # run()'s computation for T = 1 without its reshapes and gradient switch: this is the live path
+        f = self.model.frame.features(face, leye, reye).unsqueeze(1)
+        r, self.state = self.model.temporal(f, self.state)
         self.frames += 1
-        return out[:, 0]
+        return self.model.frame.head(f + r)[:, 0]
 
 
 def temporal_parameters(model: GazeTRTemporal) -> int:
