@@ -14,7 +14,13 @@ from gaze_estimation.losses import gaze_loss, sequence_loss
 from gaze_estimation.metrics import error_by_position
 from gaze_estimation.models import ModelConfig, build_model
 from gaze_estimation.sequences import SequenceDataset, find_runs, run_windows
-from gaze_estimation.synthetic_sequences import SequenceNoise, context_margin, expected_errors, fixation_means, gaze_sequence
+from gaze_estimation.synthetic_sequences import (
+    SequenceNoise,
+    context_margin,
+    expected_errors,
+    fixation_means,
+    gaze_sequence,
+)
 from gaze_estimation.temporal import GazeTRTemporal, TemporalStream
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.checkpoint import atomic_save
