@@ -14,6 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from gaze_estimation.cli import main
 from gaze_estimation.synthetic_sequences import SequenceNoise, context_margin, expected_errors
@@ -37,6 +38,9 @@ def run(args: list) -> int:
 
 @pytest.fixture(scope="module")
 def sequence_runs(tmp_path_factory) -> dict[str, Path]:
+    # conftest's one-thread fixture is per test and so comes after this module fixture: as the file's first
+    # fixture it would train with every core, which on a shared 2-core machine costs 5x the CPU time
+    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("sequences")
     data = root / "data"
     assert run(["make-synthetic", data, "--sequences", "--train-participants", 8, "--val-participants", VAL, "--steps", 1, "--samples", FRAMES,
