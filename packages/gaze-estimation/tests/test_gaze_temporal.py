@@ -14,7 +14,13 @@ from gaze_estimation.losses import gaze_loss, sequence_loss
 from gaze_estimation.metrics import error_by_position
 from gaze_estimation.models import ModelConfig, build_model
 from gaze_estimation.sequences import SequenceDataset, find_runs, run_windows
-from gaze_estimation.synthetic_sequences import SequenceNoise, expected_errors, gaze_sequence
+from gaze_estimation.synthetic_sequences import (
+    SequenceNoise,
+    context_margin,
+    expected_errors,
+    fixation_means,
+    gaze_sequence,
+)
 from gaze_estimation.temporal import GazeTRTemporal, TemporalStream
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.checkpoint import atomic_save
@@ -228,3 +234,27 @@ def test_gaze_moves_in_fixations_and_the_temporal_optimum_is_better():
     assert e["temporal_deg"] < e["single_frame_deg"] - 2
     none = expected_errors(replace(noise, pupil_jitter_deg=0.0, blink_prob=0.0), window=8, n_windows=300)
     assert none["single_frame_deg"] < 0.1 and abs(none["margin_deg"]) < 0.5  # no noise: nothing to win (the filter only blurs the drift)
+
+
+def test_the_context_filter_averages_a_fixation_and_carries_it_through_blinks():
+    readings = np.array([[1.0, 1.0], [3.0, 3.0], [100.0, 100.0], [5.0, 5.0], [7.0, 7.0], [9.0, 9.0]])
+    eyes_open = np.array([1, 1, 0, 1, 1, 0])
+    fixation = np.array([0, 0, 1, 1, 1, 1])  # a saccade hidden by the blink at frame 2
+    position = np.array([0, 1, 2, 3, 0, 1])  # a new window at frame 4
+    means, counts = fixation_means(readings, eyes_open, fixation, position)
+    np.testing.assert_allclose(means[:, 0], [1.0, 2.0, 2.0, 5.0, 7.0, 7.0])  # frame 2 carries the stale fixation
+    np.testing.assert_array_equal(counts, [1, 2, 2, 1, 1, 1])
+
+
+def test_context_margin_counts_only_what_averaging_can_remove():
+    rng = np.random.default_rng(0)
+    gaze, onset = gaze_sequence(rng, 4000, SequenceNoise())
+    fixation, position, eyes_open = np.cumsum(onset) - 1, np.arange(4000) % 8, np.ones(4000, dtype=bool)
+    independent = gaze + rng.normal(0.0, np.radians(4.0), gaze.shape)
+    persistent = gaze + rng.normal(0.0, np.radians(4.0), (fixation.max() + 1, 2))[fixation]
+    gained = context_margin(independent, gaze, eyes_open, fixation, position)
+    assert gained["margin_deg"] > 1.0 and gained["single_frame_deg"] == pytest.approx(np.degrees(np.radians(4.0) * np.sqrt(np.pi / 2)), rel=0.1)
+    assert abs(context_margin(persistent, gaze, eyes_open, fixation, position)["margin_deg"]) < 0.2  # only the drift blurs
+    blinking = rng.random(4000) < 0.5
+    mean = np.where(blinking[:, None], gaze.mean(axis=0), independent)
+    assert context_margin(mean, gaze, ~blinking, fixation, position)["margin_deg"] > gained["margin_deg"] + 1  # carried through blinks

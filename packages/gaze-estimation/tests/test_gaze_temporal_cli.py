@@ -4,18 +4,20 @@ One module fixture trains both (the demo's tiny models; 8 training participants 
 of them held out for selection; 6 validation participants): the margin test, the evaluation format,
 predict, export and the comparison's refusals all read its runs. The data's per-frame noise is heavy
 (half the frames blink, the iris is drawn 3 degrees off per axis) and the crops are not misaligned, so that
-a tiny model learns to read the eyes within seconds and the margin is large.
+a tiny model learns to read the eyes within seconds and context has much to win.
 """
 
 import csv
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
+import torch
 
 from gaze_estimation.cli import main
-from gaze_estimation.synthetic_sequences import SequenceNoise, calibrated_expected_errors
+from gaze_estimation.synthetic_sequences import SequenceNoise, context_margin, expected_errors
 from perception_shared.logging import close_logging
 
 BLINK_PROB = 0.5
@@ -24,6 +26,8 @@ NOISE = SequenceNoise(blink_prob=BLINK_PROB, pupil_jitter_deg=JITTER_DEG, crop_j
 WINDOW = 8  # temporal_demo's data.sequence_length
 FRAMES = 32
 VAL = 6
+# 8 epochs on windows every 2 frames, all with the frame encoder frozen (184 steps)
+TEMPORAL_TRAINING = {"loop.epochs": 8, "model.freeze_encoder_epochs": 8, "data.window_stride": 2}
 
 
 def run(args: list) -> int:
@@ -34,6 +38,9 @@ def run(args: list) -> int:
 
 @pytest.fixture(scope="module")
 def sequence_runs(tmp_path_factory) -> dict[str, Path]:
+    # conftest's one-thread fixture is per test and so comes after this module fixture: as the file's first
+    # fixture it would train with every core, which on a shared 2-core machine costs 5x the CPU time
+    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("sequences")
     data = root / "data"
     assert run(["make-synthetic", data, "--sequences", "--train-participants", 8, "--val-participants", VAL, "--steps", 1, "--samples", FRAMES,
@@ -42,9 +49,9 @@ def sequence_runs(tmp_path_factory) -> dict[str, Path]:
     quiet = ["--device", "cpu", "--set", "loop.log_every=100", "--set", "figure_samples=0"]
     assert run(["train", "--config", "demo", "--data", data, "--run-dir", single, *quiet,
                 "--set", "loop.epochs=10", "--set", "data.batch_size=16", "--set", "optim.lr=0.003"]) == 0
-    # the temporal module and the head only (the frame encoder stays the single-frame run's), on windows every 2 frames
-    assert run(["train", "--config", "temporal_demo", "--data", data, "--run-dir", temporal, "--init-from", single, *quiet,
-                "--set", "loop.epochs=8", "--set", "model.freeze_encoder_epochs=8", "--set", "data.window_stride=2"]) == 0
+    # the temporal module and the head only (the frame encoder stays the single-frame run's)
+    sets = [a for k, v in TEMPORAL_TRAINING.items() for a in ("--set", f"{k}={v}")]
+    assert run(["train", "--config", "temporal_demo", "--data", data, "--run-dir", temporal, "--init-from", single, *quiet, *sets]) == 0
     assert run(["compare", single, temporal, "--out", root / "compare", "--device", "cpu"]) == 0
     return {"data": data, "single": single, "temporal": temporal, "compare": root / "compare"}
 
@@ -54,21 +61,46 @@ def rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def single_frame_readings(predictions_csv: Path) -> dict[str, np.ndarray]:
+    """The single-frame run's predictions in time order, with each frame's truth from its file."""
+    by_file: dict[str, list[dict[str, str]]] = {}
+    for r in rows(predictions_csv):
+        by_file.setdefault(r["file"], []).append(r)
+    out: dict[str, list] = {k: [] for k in ("predictions", "truth", "eyes_open", "fixation", "position")}
+    for file, rs in sorted(by_file.items()):
+        rs.sort(key=lambda r: int(r["row"]))
+        with h5py.File(file, "r") as f:
+            eyes_open, fixation = f["eyes_open"][()], f["fixation_index"][()]
+        for r in rs:
+            i = int(r["row"])
+            out["predictions"].append([float(r["pitch"]), float(r["yaw"])])
+            out["truth"].append([float(r["true_pitch"]), float(r["true_yaw"])])
+            out["eyes_open"].append(eyes_open[i])
+            out["fixation"].append(fixation[i])
+            out["position"].append(i % WINDOW)  # one step of FRAMES frames per file: evaluation's windows start every WINDOW rows
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
 def test_temporal_beats_single_frame_by_about_the_expected_margin(sequence_runs):
-    """The expected margin: what the best causal estimator gains over the best single-frame one under the
-    generator's noise (blinks, jitter, fixations), with the single-frame run's measured error taken as its
-    reading noise (``calibrated_expected_errors``; about 3.5 degrees here). A tiny GRU trained for 184
-    steps on frozen features gets a part of that optimum (0.9 degrees when measured, about a quarter; 5 of
-    the 6 validation participants gain): the test asks that the temporal run is better on the same frames,
-    by at least a tenth of the expected margin and at most 1.25 times it (not beyond what the noise allows)."""
+    """The expected margin is what a causal filter wins on the single-frame run's own predictions, given the
+    generator's truth of each frame (``context_margin``): the mean of the open-eyed predictions of the
+    current fixation, carried through blinks (stale when a saccade hides in one), reset at each evaluation
+    window. It counts only what averaging can remove of the model's errors: 1.95 degrees here, against 3.9
+    for a perfect reader (``expected_errors``), since much of a tiny model's error on a new participant
+    lasts the whole fixation. The frozen-encoder GRU gets 0.92 degrees of it (47%; 15-63% over the
+    training settings tried, 63% with 3x the steps): the test asks for 40% and no more than the perfect
+    reader's temporal optimum allows."""
     report = json.loads((sequence_runs["compare"] / "compare.json").read_text())
     assert report["participants"] == [f"val{k:02d}" for k in range(1, VAL + 1)] and report["n_frames"] == VAL * FRAMES
     single = report["run_a"]["mean_angular_error_deg"]
-    e = calibrated_expected_errors(single, NOISE, window=WINDOW)
-    assert e["single_frame_deg"] == pytest.approx(single, abs=0.2)
+    r = single_frame_readings(sequence_runs["compare"] / "A" / "predictions.csv")
+    expected = context_margin(r["predictions"], r["truth"], r["eyes_open"], r["fixation"], r["position"])
+    ceiling = expected_errors(NOISE, window=WINDOW, n_windows=2000)
+    assert expected["single_frame_deg"] == pytest.approx(single, abs=1e-3)
+    assert 0.5 < expected["margin_deg"] < ceiling["margin_deg"]
     measured = -report["mean_difference_deg"]
-    assert measured > 0 and report["run_b"]["mean_angular_error_deg"] < single
-    assert 0.1 * e["margin_deg"] < measured < 1.25 * e["margin_deg"], (measured, e)
+    assert 0.4 * expected["margin_deg"] <= measured, (measured, expected)
+    assert report["run_b"]["mean_angular_error_deg"] > ceiling["temporal_deg"]
     per = rows(sequence_runs["compare"] / "compare_per_participant.csv")
     assert sum(float(r["mean_diff_deg"]) < 0 for r in per) >= VAL // 2 + 1  # most participants gain, not one outlier
 

@@ -15,9 +15,15 @@ Each frame carries heavy independent noise: the iris and pupil are drawn ``pupil
 axis) away from the true gaze, and with ``blink_prob`` the eyes are closed (the lids hide iris and
 pupil); each crop is misaligned by ``crop_jitter`` (as data normalization's landmark noise would). A single frame can at best shrink its noisy reading towards the population mean, and must guess
 the mean in a blink; a causal temporal model can average the readings of the current fixation and carry
-them through blinks. ``expected_errors`` computes both optima by Monte Carlo from these settings (the
-best linear estimators; the temporal one knows where fixations start, which saccades much larger than
-the jitter nearly give away), and so the margin a temporal model can win.
+them through blinks. ``expected_errors`` computes both by Monte Carlo from these settings (the best
+linear estimators; the temporal one sees a new fixation at its first frame with open eyes, which
+saccades much larger than the jitter nearly give away, and carries a stale one through a saccade hidden
+by a blink), and so the margin a temporal model can win with a perfect frame reader.
+
+Each file also holds the ground truth of the noise, per frame: ``eyes_open`` (0 in a blink) and
+``fixation_index`` (the fixation's number within its step). ``context_margin`` applies the same causal
+filter to a trained single-frame model's predictions on such a file: the margin that context can win
+on top of that model's own readings, whatever part of its error is independent from frame to frame.
 """
 
 from __future__ import annotations
@@ -31,11 +37,13 @@ from perception_shared.logging import get_logger, progress
 
 from .data import H5Writer
 from .metrics import per_sample_errors
+from .sequences import TIME_KEYS
 from .synthetic import SceneParams, participant_jobs, render_sample, sample_params, sample_participant
 
 _log = get_logger("gaze_estimation.synthetic_sequences")
 CAMERA_HZ = 60.0  # EVE's basler camera; frames are kept every EVERY-th, as convert-eve does
 EVERY = 6
+TRUTH_KEYS = ("eyes_open", "fixation_index")  # per-frame ground truth of the noise, beside the time keys
 # the fixation targets' distribution (as synthetic.sample_params draws gaze), radians
 PITCH_MEAN, PITCH_STD, PITCH_RANGE = -0.05, 0.16, (-0.5, 0.4)
 YAW_MEAN, YAW_STD, YAW_RANGE = 0.0, 0.28, (-0.75, 0.75)
@@ -82,10 +90,13 @@ def gaze_sequence(rng: np.random.Generator, n: int, noise: SequenceNoise, fps: f
     return gaze, onset
 
 
-def step_params(rng: np.random.Generator, n: int, appearance: dict[str, np.ndarray], noise: SequenceNoise) -> tuple[SceneParams, np.ndarray]:
-    """The scenes of one stimulus step of ``n`` frames (what is rendered) and its true gaze ``(n, 2)``."""
+def step_params(
+    rng: np.random.Generator, n: int, appearance: dict[str, np.ndarray], noise: SequenceNoise
+) -> tuple[SceneParams, np.ndarray, np.ndarray]:
+    """The scenes of one stimulus step of ``n`` frames (what is rendered), its true gaze ``(n, 2)`` and
+    ``(n,)`` fixation onsets."""
     base = sample_params(rng, n, appearance)
-    gaze, _ = gaze_sequence(rng, n, noise)
+    gaze, onset = gaze_sequence(rng, n, noise)
     shown = gaze + rng.normal(0.0, np.radians(noise.pupil_jitter_deg), gaze.shape)
     head = np.zeros((n, 2))
     std = np.asarray(noise.head_std)
@@ -101,7 +112,7 @@ def step_params(rng: np.random.Generator, n: int, appearance: dict[str, np.ndarr
         head_pitch=head[:, 0].astype(f32), head_yaw=head[:, 1].astype(f32),
         openness=(rng.random(n) >= noise.blink_prob).astype(f32),
     )
-    return params, gaze.astype(f32)
+    return params, gaze.astype(f32), onset
 
 
 def make_synthetic_sequences(
@@ -119,7 +130,8 @@ def make_synthetic_sequences(
     """Write participants of ``steps`` stimulus steps of ``frames_per_step`` frames each (10 Hz); returns the files.
 
     Participant ``k`` of a split is drawn from ``(seed, split, k)`` alone. Each file records the noise
-    settings (attribute ``sequence_noise``, JSON) beside ``every``, ``steps`` and ``source``.
+    settings (attribute ``sequence_noise``, JSON) beside ``every``, ``steps`` and ``source``, and the
+    per-frame truth ``eyes_open`` and ``fixation_index``.
     """
     if train_participants < 1 or val_participants < 0 or steps < 1 or frames_per_step < 1:
         raise ValueError("make_synthetic_sequences needs at least one training participant, one step and one frame per step")
@@ -128,14 +140,18 @@ def make_synthetic_sequences(
     jobs = participant_jobs(out, train_participants, val_participants, camera, seed, streams=(3, 4))
     for rng, path in progress(jobs, desc="synthetic sequences"):
         appearance = sample_participant(rng)
-        with H5Writer(path, extra=("step_index", "frame_index")) as w:
+        with H5Writer(path, extra=(*TIME_KEYS, *TRUTH_KEYS)) as w:
             for s in range(steps):
-                params, gaze = step_params(rng, frames_per_step, appearance, noise)
+                params, gaze, onset = step_params(rng, frames_per_step, appearance, noise)
+                fixation = np.cumsum(onset) - 1
                 for a in range(0, frames_per_step, chunk):
                     rows = slice(a, min(a + chunk, frames_per_step))
                     r = render_sample(params.subset(rows), rng)
                     frame = np.arange(rows.start, rows.stop, dtype=np.int64) * EVERY
-                    w.append(r["face"], r["leye"], r["reye"], gaze[rows], step_index=np.full(len(frame), s, np.int64), frame_index=frame)
+                    w.append(
+                        r["face"], r["leye"], r["reye"], gaze[rows], step_index=np.full(len(frame), s, np.int64), frame_index=frame,
+                        eyes_open=params.openness[rows].astype(np.int64), fixation_index=fixation[rows],
+                    )
             w.file.attrs["every"] = EVERY
             w.file.attrs["steps"] = [f"step{s:03d}_synthetic" for s in range(steps)]
             w.file.attrs["source"] = "gaze-estimation make-synthetic --sequences"
@@ -145,45 +161,78 @@ def make_synthetic_sequences(
     return written
 
 
+def fixation_means(readings: np.ndarray, eyes_open: np.ndarray, fixation: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The causal filter of a temporal model that knows what the generator knows about each frame.
+
+    For every frame: the mean of the ``(N, 2)`` readings of the open-eyed frames of the latest fixation
+    seen with open eyes, counted from the start of the frame's window (``position`` 0) up to the frame,
+    and how many there were ``(N,)``. A fixation is seen when an open-eyed frame of it arrives, so in a
+    blink the filter carries the last fixation seen, also when a saccade hid in the blink. Frames are in
+    time order.
+    """
+    means, counts = np.zeros_like(readings, dtype=np.float64), np.zeros(len(readings), dtype=np.int64)
+    total, n, current = np.zeros(readings.shape[1]), 0, -1
+    for t in range(len(readings)):
+        if position[t] == 0:
+            total, n, current = np.zeros(readings.shape[1]), 0, -1
+        if eyes_open[t]:
+            if fixation[t] != current:
+                total, n, current = np.zeros(readings.shape[1]), 0, fixation[t]
+            total, n = total + readings[t], n + 1
+        means[t], counts[t] = (total / n if n else total), n
+    return means, counts
+
+
 def expected_errors(noise: SequenceNoise | None = None, *, window: int = 16, n_windows: int = 20000, seed: int = 0) -> dict[str, float]:
     """The mean angular error (degrees) of the best single-frame and causal temporal estimators, and the margin.
 
-    Monte Carlo over windows of ``window`` frames of this module's gaze process. Single frame: the
-    noisy reading shrunk towards the targets' mean (``w = s^2 / (s^2 + j^2)`` per axis, ``s`` the
-    targets' std, ``j`` the jitter), the mean in a blink. Temporal: the mean of the current fixation's
-    open-frame readings so far, shrunk likewise with ``j^2 / n``; the mean while none has been seen.
-    Drift is left out of both estimators (it is small against the jitter), so both are slightly
-    optimistic by the same small amount.
+    Monte Carlo over windows of ``window`` frames of this module's gaze process, read with the jitter
+    alone (a perfect frame reader). Single frame: the noisy reading shrunk towards the targets' mean
+    (``w = s^2 / (s^2 + j^2)`` per axis, ``s`` the targets' std, ``j`` the jitter), the mean in a blink.
+    Temporal: the ``fixation_means`` of the readings, shrunk likewise with ``j^2 / n``; the mean while
+    no fixation has been seen. Drift is left out of both estimators (it is small against the jitter).
     """
     noise = noise or SequenceNoise()
     rng = np.random.default_rng(seed)
     prior = fixation_targets(rng, 200000)
     mu, var = prior.mean(axis=0), prior.var(axis=0)
     jit = np.radians(noise.pupil_jitter_deg) ** 2
-    truth, single, temporal = [], [], []
+    truth, reading, open_, fixation = [], [], [], []
     for _ in range(n_windows):
         gaze, onset = gaze_sequence(rng, window, noise)
-        reading = gaze + rng.normal(0.0, np.sqrt(jit), gaze.shape)
-        open_ = rng.random(window) >= noise.blink_prob
-        single.append(np.where(open_[:, None], mu + var / (var + jit) * (reading - mu), mu))
-        est = np.empty_like(gaze)
-        total, n = np.zeros(2), 0
-        for t in range(window):
-            if onset[t]:
-                total, n = np.zeros(2), 0
-            if open_[t]:
-                total, n = total + reading[t], n + 1
-            est[t] = mu if n == 0 else mu + var / (var + jit / n) * (total / n - mu)
-        temporal.append(est)
         truth.append(gaze)
-    t_all = np.concatenate(truth)
-    s_err = float(per_sample_errors(np.concatenate(single), t_all).mean())
-    t_err = float(per_sample_errors(np.concatenate(temporal), t_all).mean())
+        reading.append(gaze + rng.normal(0.0, np.sqrt(jit), gaze.shape))
+        open_.append(rng.random(window) >= noise.blink_prob)
+        fixation.append(np.cumsum(onset))
+    t_all, r_all, o_all = np.concatenate(truth), np.concatenate(reading), np.concatenate(open_)
+    means, counts = fixation_means(r_all, o_all, np.concatenate(fixation), np.tile(np.arange(window), n_windows))
+    single = np.where(o_all[:, None], mu + var / (var + jit) * (r_all - mu), mu)
+    temporal = np.where(counts[:, None] > 0, mu + var / (var + jit / np.maximum(counts, 1)[:, None]) * (means - mu), mu)
+    s_err = float(per_sample_errors(single, t_all).mean())
+    t_err = float(per_sample_errors(temporal, t_all).mean())
     return {"single_frame_deg": s_err, "temporal_deg": t_err, "margin_deg": s_err - t_err}
 
 
-def calibrated_expected_errors(
-    single_frame_error_deg: float, noise: SequenceNoise | None = None, *, window: int = 16, n_windows: int = 800, seed: int = 0
+def context_margin(predictions: np.ndarray, truth: np.ndarray, eyes_open: np.ndarray, fixation: np.ndarray, position: np.ndarray) -> dict[str, float]:
+    """What context can win on top of a single-frame model's own readings (degrees).
+
+    ``predictions`` ``(N, 2)`` of a single-frame model on frames in time order with their ``truth``,
+    ``eyes_open``, ``fixation_index`` (the file's ground truth) and ``position`` in the evaluation
+    window. The filtered estimate is the ``fixation_means`` of the predictions (the frame's own
+    prediction while no fixation has been seen): the frame model's readings averaged over the current
+    fixation and carried through blinks. Averaging removes only the part of the model's error that is
+    independent from frame to frame; what it gets wrong for a whole fixation (a participant's
+    appearance) stays, so unlike a margin computed from the generator's jitter this one does not assume
+    the model's errors average away.
+    """
+    means, counts = fixation_means(predictions, eyes_open, fixation, position)
+    filtered = np.where(counts[:, None] > 0, means, predictions)
+    s_err = float(per_sample_errors(predictions, truth).mean())
+    t_err = float(per_sample_errors(filtered, truth).mean())
+    return {"single_frame_deg": s_err, "temporal_deg": t_err, "margin_deg": s_err - t_err}
+
+
+def calibrated_expected_errors(    single_frame_error_deg: float, noise: SequenceNoise | None = None, *, window: int = 16, n_windows: int = 800, seed: int = 0
 ) -> dict[str, float]:
     """``expected_errors`` for a model that reads frames worse than the renderer's noise alone allows.
 
