@@ -238,3 +238,22 @@ def test_blur_reads_no_value_back_and_follows_sigma() -> None:
     assert reads.count == 0, reads.summary()
     torch.testing.assert_close(m.sum(1), torch.ones(50))
     assert g < 0  # a wider blur spreads the row: its sum of squares falls
+
+
+def test_the_backbone_past_the_last_layer_read_is_pruned_and_changes_nothing() -> None:
+    import timm
+
+    from saliency_entropy.models import FeatureExtractor
+
+    torch.manual_seed(0)
+    full = timm.create_model("resnet18", pretrained=False).eval()
+    extractor = FeatureExtractor("timm:resnet18", ["layer1", "layer2"], pretrained=False)
+    assert extractor.pruned == ["layer3", "layer4", "global_pool", "fc"]
+    assert sum(p.numel() for p in extractor.parameters()) < 0.1 * sum(p.numel() for p in full.parameters())
+    extractor.load_state_dict({f"net.{k}": v for k, v in full.state_dict().items()})  # a whole backbone still loads
+    x = torch.rand(2, 3, 96, 128)
+    with torch.no_grad():
+        stem = full.maxpool(full.act1(full.bn1(full.conv1(x))))
+        expected = [full.layer1(stem), full.layer2(full.layer1(stem))]
+    for got, want in zip(extractor(x), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)

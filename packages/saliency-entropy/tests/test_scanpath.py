@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from perception_shared.checkpoint import load_checkpoint
 from perception_shared.config import load_config, resolve_config_path
 from perception_shared.distributed import init_distributed
 from perception_shared.errors import ConfigError, DataError
@@ -141,8 +142,8 @@ def test_scanpath_model_learns_the_saccade_length_the_spatial_model_cannot(tmp_p
     gain = (scan["conditional_ig"] - spatial["ig"]) / (achievable - spatial["gt_ig"])
     assert gain > 0.45, (scan, spatial, achievable)
     # DeepGaze III's scanpath stage: the saliency network's first two stages stay the spatial run's
-    before = torch.load(tmp_path / "spatial" / "best_model.pth", weights_only=True)["model"]
-    after = torch.load(tmp_path / "scanpath" / "final_model.pth", weights_only=True)["model"]
+    before = load_checkpoint(tmp_path / "spatial" / "best_model.pth")["model"]
+    after = load_checkpoint(tmp_path / "scanpath" / "final_model.pth")["model"]  # the frozen stages from frozen/
     assert torch.equal(before["saliency_networks.0.conv1.weight"], after["saliency_networks.0.conv1.weight"])
     assert not torch.equal(before["saliency_networks.0.conv2.weight"], after["saliency_networks.0.conv2.weight"])
     metrics = json.loads((tmp_path / "scanpath" / "evaluation" / "metrics.json").read_text())

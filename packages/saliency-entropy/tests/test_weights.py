@@ -44,8 +44,11 @@ def test_research_config_loads_exactly_the_cached_densenet201_weights(offline: P
     source = model.weights_source
     assert source.kind == "hf-cache" and source.path == link and source.sha256 == sha256_file(link)
     loaded = model.backbone.net.state_dict()
-    assert loaded.keys() == state.keys()
-    assert all(torch.equal(loaded[k], state[k]) for k in state)
+    # what lies past the last layer read (the last dense layer's second half, norm5, the classifier) is pruned
+    assert {"features.norm5", "classifier"} <= set(model.backbone.pruned)
+    assert not any(model.backbone.is_pruned(layer + ".weight") for layer in cfg.model.layers)
+    assert set(loaded) == {k for k in state if not model.backbone.is_pruned(k)}
+    assert all(torch.equal(loaded[k], state[k]) for k in loaded)
     assert model.channels == [1888, 128, 32]  # DeepGaze's 2048 channels from the three layers
 
 

@@ -124,6 +124,8 @@ def convert_state_dict(state: dict[str, torch.Tensor], model: torch.nn.Module, p
     unexpected, wrong_shape = [], []
     for key, value in state.items():
         name = _our_key(key)
+        if name.startswith("backbone.net.") and model.backbone.is_pruned(name[len("backbone.net.") :]):
+            continue  # DenseNet-201 past the last layer DeepGaze III reads: never computed, not kept
         if name not in ours:
             unexpected.append(key)
             continue
