@@ -28,7 +28,8 @@ import torch
 
 from gaze_estimation.augment import AugmentConfig
 from gaze_estimation.config import OptimConfig
-from gaze_estimation.data import H5Writer, load_split, to_float
+from gaze_estimation.data import load_split, to_float
+from gaze_estimation.h5format import H5Writer
 from gaze_estimation.losses import gaze_loss
 from gaze_estimation.models import ModelConfig, build_model, count_parameters
 from gaze_estimation.train import make_optimizer

@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from gaze_estimation.augment import AugmentConfig
-from gaze_estimation.data import GazeH5Dataset, H5Writer, find_h5_files, load_split
+from gaze_estimation.data import GazeH5Dataset, find_h5_files, load_split
+from gaze_estimation.h5format import H5Writer
 from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import DataError
 from perception_shared.samplers import SeededDataset

@@ -9,7 +9,7 @@ import torch
 
 from gaze_estimation.augment import AugmentConfig
 from gaze_estimation.compare import participant_bootstrap, verdict
-from gaze_estimation.data import H5Writer
+from gaze_estimation.h5format import H5Writer
 from gaze_estimation.losses import gaze_loss, sequence_loss
 from gaze_estimation.metrics import error_by_position
 from gaze_estimation.models import ModelConfig, build_model

@@ -11,13 +11,17 @@ import csv
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
 
 from gaze_estimation.cli import main
-from gaze_estimation.synthetic_sequences import SequenceNoise, context_margin, expected_errors
+from gaze_estimation.synthetic_sequences import (
+    SequenceNoise,
+    context_margin,
+    expected_errors,
+    readings_from_predictions,
+)
 from perception_shared.logging import close_logging
 
 BLINK_PROB = 0.5
@@ -61,26 +65,6 @@ def rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def single_frame_readings(predictions_csv: Path) -> dict[str, np.ndarray]:
-    """The single-frame run's predictions in time order, with each frame's truth from its file."""
-    by_file: dict[str, list[dict[str, str]]] = {}
-    for r in rows(predictions_csv):
-        by_file.setdefault(r["file"], []).append(r)
-    out: dict[str, list] = {k: [] for k in ("predictions", "truth", "eyes_open", "fixation", "position")}
-    for file, rs in sorted(by_file.items()):
-        rs.sort(key=lambda r: int(r["row"]))
-        with h5py.File(file, "r") as f:
-            eyes_open, fixation = f["eyes_open"][()], f["fixation_index"][()]
-        for r in rs:
-            i = int(r["row"])
-            out["predictions"].append([float(r["pitch"]), float(r["yaw"])])
-            out["truth"].append([float(r["true_pitch"]), float(r["true_yaw"])])
-            out["eyes_open"].append(eyes_open[i])
-            out["fixation"].append(fixation[i])
-            out["position"].append(i % WINDOW)  # one step of FRAMES frames per file: evaluation's windows start every WINDOW rows
-    return {k: np.asarray(v) for k, v in out.items()}
-
-
 def test_temporal_beats_single_frame_by_about_the_expected_margin(sequence_runs):
     """The expected margin is what a causal filter wins on the single-frame run's own predictions, given the
     generator's truth of each frame (``context_margin``): the mean of the open-eyed predictions of the
@@ -93,7 +77,7 @@ def test_temporal_beats_single_frame_by_about_the_expected_margin(sequence_runs)
     report = json.loads((sequence_runs["compare"] / "compare.json").read_text())
     assert report["participants"] == [f"val{k:02d}" for k in range(1, VAL + 1)] and report["n_frames"] == VAL * FRAMES
     single = report["run_a"]["mean_angular_error_deg"]
-    r = single_frame_readings(sequence_runs["compare"] / "A" / "predictions.csv")
+    r = readings_from_predictions(sequence_runs["compare"] / "A" / "predictions.csv", WINDOW)
     expected = context_margin(r["predictions"], r["truth"], r["eyes_open"], r["fixation"], r["position"])
     ceiling = expected_errors(NOISE, window=WINDOW, n_windows=2000)
     assert expected["single_frame_deg"] == pytest.approx(single, abs=1e-3)

@@ -30,12 +30,7 @@ from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import ConfigError, DataError
 from perception_shared.logging import ROOT_LOGGER, close_logging, get_logger, progress
 
-# PARTICIPANT_RE, frame_count_problems, probe_step, stimulus_folders: re-exported for validate.py (their older home)
-from .eve_layout import PARTICIPANT_RE as PARTICIPANT_RE
-from .eve_layout import frame_count_problems as frame_count_problems
 from .eve_layout import participant_folders
-from .eve_layout import probe_step as probe_step
-from .eve_layout import stimulus_folders as stimulus_folders
 from .eve_participant import ConvertSettings, ParticipantJob, completion_problem, convert_participant, plan_participant
 
 _log = get_logger("gaze_estimation.convert")

@@ -29,12 +29,7 @@ from perception_shared.badinput import BadInputPolicy
 from perception_shared.errors import ConfigError, DataError
 
 from .augment import AugmentConfig, augment_sample
-
-# EYE_SIZE, FACE_SIZE and H5Writer are re-exported: modules and tests import them from here, their older home
-from .h5format import EYE_SIZE as EYE_SIZE
-from .h5format import FACE_SIZE as FACE_SIZE
 from .h5format import IMAGE_KEYS, LABEL_KEY, PARTICIPANT_PREFIX, h5_name, label_problems, open_h5
-from .h5format import H5Writer as H5Writer
 
 
 def participant_id(path: str | Path) -> str:

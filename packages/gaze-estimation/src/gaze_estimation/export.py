@@ -27,8 +27,8 @@ from perception_shared.export import (
     verify_export,
 )
 
-from .data import EYE_SIZE, FACE_SIZE
 from .evaluate import load_model, weights_summary
+from .h5format import EYE_SIZE, FACE_SIZE
 
 PACKAGE = "gaze-estimation"  # the pip package whose [export] extra an error names
 INPUT_NAMES = ("face", "leye", "reye")

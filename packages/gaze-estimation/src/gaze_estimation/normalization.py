@@ -33,8 +33,8 @@ import cv2
 import numpy as np
 import torch
 
-from .data import FACE_SIZE
 from .geometry import pitchyaw_to_vector, vector_to_pitchyaw
+from .h5format import FACE_SIZE
 
 
 @dataclass

@@ -32,9 +32,10 @@ from torch.utils.data import DataLoader, Dataset
 from perception_shared.errors import DataError
 from perception_shared.logging import get_logger, progress
 
-from .data import EYE_SIZE, FACE_SIZE, GazeH5Dataset, to_float
+from .data import GazeH5Dataset, to_float
 from .evaluate import load_model
 from .geometry import pitchyaw_to_vector
+from .h5format import EYE_SIZE, FACE_SIZE
 from .metrics import per_sample_errors
 from .scoring import CROP_KEYS, forward_batch
 from .sequences import find_runs, time_index

@@ -52,8 +52,9 @@ from perception_shared.inputs import expand_inputs
 from perception_shared.jsonio import write_json
 from perception_shared.logging import get_logger, progress
 
-from .data import EYE_SIZE, FACE_SIZE, to_float
+from .data import to_float
 from .geometry import pitchyaw_to_vector
+from .h5format import EYE_SIZE, FACE_SIZE
 from .landmarks import (
     Detector,
     FaceLandmarks,

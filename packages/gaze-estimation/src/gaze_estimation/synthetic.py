@@ -38,7 +38,7 @@ from PIL import Image
 
 from perception_shared.logging import get_logger, progress
 
-from .data import EYE_SIZE, FACE_SIZE, PARTICIPANT_PREFIX, H5Writer, h5_name
+from .h5format import EYE_SIZE, FACE_SIZE, PARTICIPANT_PREFIX, H5Writer, h5_name
 
 HEAD_R = 88.0  # head sphere radius, scene units (1 unit = 1 face-crop pixel)
 EYE_CROP_SPAN = 52.0  # scene units covered by an eye crop

@@ -28,14 +28,17 @@ on top of that model's own readings, whatever part of its error is independent f
 
 from __future__ import annotations
 
+import csv
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import h5py
 import numpy as np
 
 from perception_shared.logging import get_logger, progress
 
-from .data import H5Writer
+from .h5format import H5Writer
 from .metrics import per_sample_errors
 from .sequences import TIME_KEYS
 from .synthetic import SceneParams, participant_jobs, render_sample, sample_params, sample_participant
@@ -232,27 +235,26 @@ def context_margin(predictions: np.ndarray, truth: np.ndarray, eyes_open: np.nda
     return {"single_frame_deg": s_err, "temporal_deg": t_err, "margin_deg": s_err - t_err}
 
 
-def calibrated_expected_errors(    single_frame_error_deg: float, noise: SequenceNoise | None = None, *, window: int = 16, n_windows: int = 800, seed: int = 0
-) -> dict[str, float]:
-    """``expected_errors`` for a model that reads frames worse than the renderer's noise alone allows.
-
-    A trained single-frame model's error includes its own reading error. Treating that as more pupil
-    jitter, this finds the jitter ``effective_jitter_deg`` (bisection) at which the best single-frame
-    estimator has the model's measured error, and returns what the best causal temporal estimator then
-    achieves: the margin a temporal model on top of that model's frames can expect. Blinks and the gaze
-    process stay the generator's. A model no better than the mean in every frame gets a margin near 0.
-    """
-    noise = noise or SequenceNoise()
-
-    def at(jitter: float) -> dict[str, float]:
-        return expected_errors(replace(noise, pupil_jitter_deg=jitter), window=window, n_windows=n_windows, seed=seed)
-
-    lo, hi = noise.pupil_jitter_deg, 90.0
-    if at(lo)["single_frame_deg"] >= single_frame_error_deg:
-        hi = lo
-    for _ in range(14):
-        if hi - lo < 0.05:
-            break
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if at(mid)["single_frame_deg"] < single_frame_error_deg else (lo, mid)
-    return {**at(hi), "effective_jitter_deg": hi}
+def readings_from_predictions(predictions_csv: str | Path, window: int) -> dict[str, np.ndarray]:
+    """A single-frame run's ``predictions.csv`` (one row per frame: ``file``, ``row``, ``pitch``, ``yaw``,
+    ``true_pitch``, ``true_yaw``) in time order, with each frame's truth from its sequence file
+    (``eyes_open``, ``fixation_index``) and its position in evaluation's windows (``window`` frames from
+    each stimulus step's first frame): the arguments of ``context_margin``."""
+    by_file: dict[str, list[dict[str, str]]] = {}
+    with open(predictions_csv, newline="") as f:
+        for r in csv.DictReader(f):
+            by_file.setdefault(r["file"], []).append(r)
+    out: dict[str, list[Any]] = {"predictions": [], "truth": [], "eyes_open": [], "fixation": [], "position": []}
+    for file, rs in sorted(by_file.items()):
+        with h5py.File(file, "r") as h:
+            eyes_open, fixation, step = h["eyes_open"][()], h["fixation_index"][()], h["step_index"][()]
+        starts = np.r_[0, np.flatnonzero(np.diff(step)) + 1]
+        step_start = starts[np.searchsorted(starts, np.arange(len(step)), side="right") - 1]
+        for r in sorted(rs, key=lambda r: int(r["row"])):
+            i = int(r["row"])
+            out["predictions"].append([float(r["pitch"]), float(r["yaw"])])
+            out["truth"].append([float(r["true_pitch"]), float(r["true_yaw"])])
+            out["eyes_open"].append(eyes_open[i])
+            out["fixation"].append(fixation[i])
+            out["position"].append((i - step_start[i]) % window)
+    return {k: np.asarray(v) for k, v in out.items()}

@@ -8,9 +8,9 @@ Two formats, told apart by their layout:
   then every crop of every row is read and decoded in chunks; crops that are one flat colour (a failed
   decode upstream) are problems, named by file and rows;
 * the raw EVE release (``train01`` ... ``val05`` participant folders, what ``convert-eve`` reads): every
-  stimulus folder goes through ``convert``'s checks (``convert.probe_step``: files present, labels and
+  stimulus folder goes through ``convert``'s checks (``eve_layout.probe_step``: files present, labels and
   validity readable and in range, face video square, eye video two squares wide), then both videos are
-  decoded completely and their frames counted against the labels (``convert.frame_count_problems``).
+  decoded completely and their frames counted against the labels (``eve_layout.frame_count_problems``).
 
 Every problem is listed with the file it concerns; the exit status is 1 when there is any.
 """
@@ -30,8 +30,8 @@ from perception_shared.errors import DataError
 from perception_shared.logging import progress
 from perception_shared.validation import ValidationReport, collecting_policy
 
-from .convert import PARTICIPANT_RE, frame_count_problems, probe_step, stimulus_folders
 from .data import IMAGE_KEYS, PARTICIPANT_PREFIX, h5_name, inspect_file, participant_id
+from .eve_layout import PARTICIPANT_RE, frame_count_problems, probe_step, stimulus_folders
 
 CHUNK = 64  # rows read at once
 
