@@ -205,6 +205,16 @@ def submit_template_runs(cluster: Cluster, synthetic_data: Callable[[str], Path]
                      nproc=2, job_name="saliency-entropy-baseline", env=se_env, data=se)
     entropy = train("se_train_entropy_reg", "packages/saliency-entropy/slurm/train_entropy_reg.sbatch", *FEW_STEPS, *small_saliency,
                     nproc=2, job_name="saliency-entropy-entropy-reg", env=se_env, data=se)
+    # DeepGaze III's scanpath stage starts from a spatial DeepGaze III run: a one-step one of the toy config
+    spatial_dir = workdir / "se-deepgaze3-spatial"
+    spatial = cluster.submit_command(
+        f"saliency-entropy train --config demo_scanpath --set model.scanpath=false --data {se / 'MIT1003'} "
+        f"--run-dir {spatial_dir} --device cpu {' '.join(FEW_STEPS)}",
+        sbatch=ONE_CPU, label="saliency-entropy spatial DeepGaze III run",
+    )
+    train("se_train_deepgaze3_scanpath", "packages/saliency-entropy/slurm/train_deepgaze3_scanpath.sbatch", *FEW_STEPS,
+          *small_saliency, nproc=1, job_name="saliency-entropy-deepgaze3-scanpath", env={**se_env, "SE_SPATIAL": str(spatial_dir)},
+          sbatch=after(Submitted(spatial, "--wrap")), data=se)
     template = "packages/saliency-entropy/slurm/evaluate.sbatch"
     job = cluster.submit(template, sbatch=(*TWO_CPUS, *after(baseline, entropy)),
                          env={"PL_NPROC_PER_NODE": "2", "BASELINE_RUN": str(baseline.run_dir), "ENTROPY_RUN": str(entropy.run_dir)})

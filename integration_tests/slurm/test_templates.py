@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 TEMPLATES = sorted(str(p.relative_to(REPO)) for p in [*(REPO / "slurm").glob("*.sbatch"), *(REPO / "packages").glob("*/slurm/*.sbatch")])
 TRAIN = ["svl_train_incepu", "svl_train_gsta", "ge_train_eve_lite", "ge_train_eve_temporal", "ge_train_eve_hybrid", "ge_train_synthetic_lite", "ir_train",
-         "se_train_baseline", "se_train_entropy_reg"]
+         "se_train_baseline", "se_train_entropy_reg", "se_train_deepgaze3_scanpath"]
 
 
 def expected_outputs(sub: Submitted) -> list[Path]:
