@@ -222,7 +222,7 @@ def model_only(state: dict[str, Any]) -> dict[str, Any]:
 
 def require_resumable(state: dict[str, Any], source: str | Path) -> None:
     """A CheckpointError when ``state`` is a best/final model file, which cannot continue a run."""
-    lacking = [k for k in ("optimizer", "rng", "epoch_means") if k not in state]
+    lacking = [k for k in RESUME_ONLY if k not in state]
     if lacking:
         raise CheckpointError(
             f"checkpoint {source} holds the model only (best_model.pth and final_model.pth keep no {', '.join(lacking)}): "

@@ -133,7 +133,7 @@ class CausalTransformer(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.register_buffer("slopes", alibi_slopes(num_heads), persistent=False)
-        self.register_buffer("ring", ring_bias(alibi_slopes(num_heads), window), persistent=False)
+        self.register_buffer("ring", ring_bias(self.slopes, window), persistent=False)
 
     def forward(self, x: torch.Tensor, state: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
         if state is None:

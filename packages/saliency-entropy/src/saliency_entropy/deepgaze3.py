@@ -212,6 +212,12 @@ def fixation_selection_network(scanpath: bool) -> nn.Sequential:
     )
 
 
+def scanpath_only_key(key: str) -> bool:
+    """A state-dict key a scanpath DeepGaze III has and its spatial first stage lacks: the scanpath networks
+    and the scanpath input (part 1) of the fixation selection network's first stage."""
+    return key.startswith("scanpath_networks.") or ".layernorm0.layernorm_part1." in key or ".conv0.conv_part1." in key
+
+
 def nearest_indices(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
     """(n_out,) float32 source indices of ``F.interpolate(mode='nearest', size=n_out)`` along one axis."""
     grid = torch.arange(n_in, dtype=torch.float32, device=device)[None, None]

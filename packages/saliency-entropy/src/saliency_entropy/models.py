@@ -128,7 +128,7 @@ class FeatureExtractor(nn.Module):
         pruned = [
             name
             for name in names.values()
-            if name and name not in reached and name.rpartition(".")[0] in reached | {""}
+            if name and name not in reached and name.rpartition(".")[0] in reached  # the root "" is reached
         ]
         for name in pruned:
             parent, _, child = name.rpartition(".")

@@ -70,6 +70,7 @@ from .data import (
     save_split,
     training_data_paths,
 )
+from .deepgaze3 import scanpath_only_key
 from .figures import LABELS, status_of
 from .losses import fixation_log_likelihoods
 from .models import DensityModel
@@ -319,14 +320,13 @@ def _ddp_kwargs() -> dict[str, Any]:
 def freeze(model: torch.nn.Module, prefixes: list[str]) -> list[str]:
     """Keep the parameters whose names start with one of ``prefixes`` fixed; returns their names. A
     prefix that names no parameter is a ConfigError (a typo would silently train everything)."""
-    names = [name for name, _ in model.named_parameters()]
-    unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    parameters = dict(model.named_parameters())
+    unknown = [p for p in prefixes if not any(n.startswith(p) for n in parameters)]
     if unknown:
-        raise ConfigError(f"optim.frozen: {unknown} name no parameter of the model (e.g. {names[-1]!r})")
-    frozen = [n for n, p in model.named_parameters() if any(n.startswith(x) for x in prefixes)]
-    for name, parameter in model.named_parameters():
-        if name in frozen:
-            parameter.requires_grad_(False)
+        raise ConfigError(f"optim.frozen: {unknown} name no parameter of the model (e.g. {list(parameters)[-1]!r})")
+    frozen = [n for n in parameters if n.startswith(tuple(prefixes))]
+    for name in frozen:
+        parameters[name].requires_grad_(False)
     return frozen
 
 
@@ -467,11 +467,6 @@ def train(
     return trainer.fit(resume=resume, resume_from=resume_from)
 
 
-def _scanpath_key(key: str) -> bool:
-    """A tensor a scanpath DeepGaze III has and its spatial first stage lacks."""
-    return key.startswith("scanpath_networks.") or ".layernorm0.layernorm_part1." in key or ".conv0.conv_part1." in key
-
-
 def initial_model(cfg: TrainConfig, init_from: str | Path) -> tuple[DensityModel, dict[str, Any]]:
     """The model of the run ``init_from`` with its weights, and its weights record; ``cfg.model`` becomes
     that run's model section (the architecture and everything the weights depend on). A config asking for
@@ -494,7 +489,7 @@ def initial_model(cfg: TrainConfig, init_from: str | Path) -> tuple[DensityModel
         cfg.model.scanpath, cfg.model.history = True, wanted.history
     # a frozen pretrained backbone is not in the checkpoint: it is built from the weights cache, sha256 checked
     model = build_model(cfg.model, cfg.entropy, pretrained=uses_pretrained(state))
-    added = restore_model(model, state, f"--init-from {ref.checkpoint}", new_keys=_scanpath_key if add_scanpath else None)
+    added = restore_model(model, state, f"--init-from {ref.checkpoint}", new_keys=scanpath_only_key if add_scanpath else None)
     if add_scanpath:
         log.info("scanpath networks added to the spatial run (initialized): %d tensors", len(added))
     weights = dict((state.get("extra") or {}).get("weights") or {"identifier": cfg.model.backbone, "pretrained": cfg.model.pretrained})
