@@ -1,7 +1,7 @@
 """The temporal pipeline through the CLI on synthetic sequences: single-frame -> temporal --init-from -> compare.
 
-One module fixture trains both (the demo's tiny models; 8 training participants of 32 frames at 10 Hz, one
-of them held out for selection; 6 validation participants): the margin test, the evaluation format,
+One module fixture trains both (the demo's tiny models; 32 training participants of 32 frames at 10 Hz, two
+of them held out for selection; 8 validation participants): the margin test, the evaluation format,
 predict, export and the comparison's refusals all read its runs. The data's per-frame noise is heavy
 (half the frames blink, the iris is drawn 3 degrees off per axis) and the crops are not misaligned, so that
 a tiny model learns to read the eyes within seconds and context has much to win.
@@ -29,9 +29,17 @@ JITTER_DEG = 3.0
 NOISE = SequenceNoise(blink_prob=BLINK_PROB, pupil_jitter_deg=JITTER_DEG, crop_jitter=0.0)
 WINDOW = 8  # temporal_demo's data.sequence_length
 FRAMES = 32
-VAL = 6
-# 8 epochs on windows every 2 frames, all with the frame encoder frozen (184 steps)
-TEMPORAL_TRAINING = {"loop.epochs": 8, "model.freeze_encoder_epochs": 8, "data.window_stride": 2}
+TRAIN, VAL, SELECTION = 32, 8, 2
+# The tiny GRU learns the filter rather than the training participants' sequences only from about 30 of them
+# (with 8 it won -0.1x to 0.9x of the expected margin over data seeds, with 32 0.8x to 1.2x: benchmarks/RESULTS.md).
+SINGLE_TRAINING = {"loop.epochs": 10, "data.batch_size": 16, "optim.lr": 0.003, "data.selection_participants": SELECTION}
+# 8 epochs on windows every 2 frames, all with the frame encoder frozen (780 steps)
+TEMPORAL_TRAINING = {"loop.epochs": 8, "model.freeze_encoder_epochs": 8, "data.window_stride": 2, "optim.lr": 0.005,
+                     "data.selection_participants": SELECTION}
+
+
+def sets(overrides: dict) -> list[str]:
+    return [a for k, v in overrides.items() for a in ("--set", f"{k}={v}")]
 
 
 def run(args: list) -> int:
@@ -47,15 +55,13 @@ def sequence_runs(tmp_path_factory) -> dict[str, Path]:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("sequences")
     data = root / "data"
-    assert run(["make-synthetic", data, "--sequences", "--train-participants", 8, "--val-participants", VAL, "--steps", 1, "--samples", FRAMES,
+    assert run(["make-synthetic", data, "--sequences", "--train-participants", TRAIN, "--val-participants", VAL, "--steps", 1, "--samples", FRAMES,
                 "--blink-prob", BLINK_PROB, "--pupil-jitter-deg", JITTER_DEG, "--crop-jitter-px", 0]) == 0
     single, temporal = root / "single", root / "temporal"
     quiet = ["--device", "cpu", "--set", "loop.log_every=100", "--set", "figure_samples=0"]
-    assert run(["train", "--config", "demo", "--data", data, "--run-dir", single, *quiet,
-                "--set", "loop.epochs=10", "--set", "data.batch_size=16", "--set", "optim.lr=0.003"]) == 0
+    assert run(["train", "--config", "demo", "--data", data, "--run-dir", single, *quiet, *sets(SINGLE_TRAINING)]) == 0
     # the temporal module and the head only (the frame encoder stays the single-frame run's)
-    sets = [a for k, v in TEMPORAL_TRAINING.items() for a in ("--set", f"{k}={v}")]
-    assert run(["train", "--config", "temporal_demo", "--data", data, "--run-dir", temporal, "--init-from", single, *quiet, *sets]) == 0
+    assert run(["train", "--config", "temporal_demo", "--data", data, "--run-dir", temporal, "--init-from", single, *quiet, *sets(TEMPORAL_TRAINING)]) == 0
     assert run(["compare", single, temporal, "--out", root / "compare", "--device", "cpu"]) == 0
     return {"data": data, "single": single, "temporal": temporal, "compare": root / "compare"}
 
@@ -65,15 +71,15 @@ def rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_temporal_beats_single_frame_and_wins_part_of_the_expected_margin(sequence_runs):
+def test_temporal_beats_single_frame_by_about_the_expected_margin(sequence_runs):
     """The expected margin is what a causal filter wins on the single-frame run's own predictions, given the
     generator's truth of each frame (``context_margin``): the mean of the open-eyed predictions of the
     current fixation, carried through blinks (stale when a saccade hides in one), reset at each evaluation
-    window. It counts only what averaging can remove of the model's errors: 1.50 degrees here, against 3.9
-    for a perfect reader (``expected_errors``), since much of a tiny model's error on a new participant
-    lasts the whole fixation. The frozen-encoder GRU gets 0.83 degrees of it (55%): the test asks for 40%
-    and no more than the perfect reader's temporal optimum allows. This holds on this data seed, not on
-    every one (-0.1x to 0.7x on others; benchmarks/RESULTS.md says why)."""
+    window. It counts only what averaging can remove of the model's errors (much of a tiny model's error on a
+    new participant lasts the whole fixation), so it is smaller than a perfect reader's (``expected_errors``).
+    The frozen-encoder GRU, which is not told which frames blink or where fixations begin, won 0.80-1.16x of
+    it over three data seeds (0.83x on this one): the test asks for 0.65-1.5x, most participants gaining, and
+    no more than the perfect reader's temporal optimum allows."""
     report = json.loads((sequence_runs["compare"] / "compare.json").read_text())
     assert report["participants"] == [f"val{k:02d}" for k in range(1, VAL + 1)] and report["n_frames"] == VAL * FRAMES
     single = report["run_a"]["mean_angular_error_deg"]
@@ -83,7 +89,7 @@ def test_temporal_beats_single_frame_and_wins_part_of_the_expected_margin(sequen
     assert expected["single_frame_deg"] == pytest.approx(single, abs=1e-3)
     assert 0.5 < expected["margin_deg"] < ceiling["margin_deg"]
     measured = -report["mean_difference_deg"]
-    assert 0.4 * expected["margin_deg"] <= measured, (measured, expected)
+    assert 0.65 * expected["margin_deg"] <= measured <= 1.5 * expected["margin_deg"], (measured, expected)
     assert report["run_b"]["mean_angular_error_deg"] > ceiling["temporal_deg"]
     per = rows(sequence_runs["compare"] / "compare_per_participant.csv")
     assert sum(float(r["mean_diff_deg"]) < 0 for r in per) >= VAL // 2 + 1  # most participants gain, not one outlier
