@@ -102,8 +102,9 @@ def main() -> None:
 
         def detect(img: np.ndarray) -> list[FaceLandmarks]:
             i = next(frame)
-            eyes = {k: tuple(r.landmarks[k][i] + offset(i, k)) for k in EYES}
-            return [dataclasses.replace(f, points={**f.points, **eyes}) for f in detector(img)[:1]]
+            faces = detector(img)[:1]
+            eyes = {k: tuple(r.landmarks[k][i] + offset(i, k)) for k in EYES} if faces else {}
+            return [dataclasses.replace(f, points={**f.points, **eyes}) for f in faces]
 
         return detect
 
