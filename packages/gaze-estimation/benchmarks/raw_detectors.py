@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import textwrap
@@ -111,11 +112,20 @@ def main() -> None:
     def dlib_offsets_of_another_face():
         """DIAGNOSIS: the default dlib's eye-centre errors, each given to another face it finds (a fixed random
         pairing, scaled by the two faces' distances): the same spread of errors, no longer tied to the gaze."""
-        found = [i for i in range(args.n) if dlib_default(r.images[i])]
         dist = np.linalg.norm(r.face_centre, axis=1)
-        mm = {i: {k: np.subtract(dlib_default(r.images[i])[0].points[k], r.landmarks[k][i]) * dist[i] for k in EYES} for i in found}
-        donor = dict(zip(found, np.random.default_rng(args.seed).permutation(found)))
-        return lambda i, eye: mm[donor[i]][eye] / dist[i]
+
+        @functools.cache
+        def pairing() -> tuple[dict[int, dict[str, np.ndarray]], dict[int, int]]:
+            # on first use (after the "dlib" row has found the faces, so that its time includes detection)
+            found = [i for i in range(args.n) if dlib_default(r.images[i])]
+            mm = {i: {k: np.subtract(dlib_default(r.images[i])[0].points[k], r.landmarks[k][i]) * dist[i] for k in EYES} for i in found}
+            return mm, dict(zip(found, np.random.default_rng(args.seed).permutation(found)))
+
+        def offset(i: int, eye: str) -> np.ndarray:
+            mm, donor = pairing()
+            return mm[donor[i]][eye] / dist[i]
+
+        return offset
 
     def random_offsets(sigma_px: float):
         """DIAGNOSIS: Gaussian eye-centre errors of ``sigma_px`` pixels along each axis (a fixed draw)."""
@@ -252,7 +262,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     order = ["ideal", "true pose", "landmarks (stand-in)", *(k for k in detectors if k.startswith("dlib")), "haar (eyes found)", "haar"]
-    fig, ax = plt.subplots(figsize=(10, 4.2))
+    fig, ax = plt.subplots(figsize=(12, 4.6))
     means = [summary[k]["mean_error_deg"] or 0.0 for k in order]
     ax.bar(range(len(order)), means, color="tab:blue")
     ax.axhline(float(mean_predictor.mean()), color="tab:red", ls="--", lw=1, label="mean predictor")
