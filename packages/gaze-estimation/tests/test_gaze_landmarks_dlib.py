@@ -146,6 +146,7 @@ def test_shape_points_become_named_landmarks():
     np.testing.assert_allclose(face.points["left_eye"], pts[42:48].mean(0))
     assert face.points["right_eye_outer"] == tuple(pts[36]) and face.points["left_eye_outer"] == tuple(pts[45])
     assert face.points["nose"] == tuple(pts[30]) and face.points["nose_right"] == tuple(pts[31]) and face.points["mouth_left"] == tuple(pts[54])
+    assert face.points["right_brow_outer"] == tuple(pts[17]) and face.points["left_brow"] == tuple(pts[24])
     assert face.score == 0.7 and face.box == (1.0, 2.0, 3.0, 4.0)
     five = shape_to_landmarks(pts[:5], (0, 0, 1, 1), None, "dlib-hog")
     assert set(five.points) == {"right_eye", "left_eye"}  # eye corners only: the pose comes from the two eyes

@@ -207,6 +207,8 @@ def test_eye_crops_centred_on_the_face_model_do_not_follow_moved_eye_points():
     np.testing.assert_allclose(np.array(list(eyes.values())), np.array([pulled[e] for e in true_eyes]), atol=0.05)
     with pytest.raises(ConfigError, match="eye_centres"):
         load_config(RawConfig, None, ["landmarks.eye_centres=iris"])
+    with pytest.raises(ConfigError, match="unknown source 'iris'"):
+        eye_centres(k, face, SYNTHETIC_MODEL, "iris")  # type: ignore[arg-type]
 
 
 def test_mediapipe_path_with_a_stand_in_landmarker(tmp_path):

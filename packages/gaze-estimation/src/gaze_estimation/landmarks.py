@@ -19,8 +19,9 @@ it finds, largest first:
 
 Where the eye crops are centred (``landmarks.eye_centres``): ``landmarks`` (the default), the detector's
 eye centres (dlib: the mean of each eye's six contour points); ``face_model``, the face model's eye centres
-placed by the head pose that PnP fits to the face's other points (the eye corners, nose, brows, ...: the
-points that do not follow the iris), as ETH-XGaze's demo and EVE's preprocessing place them. The head pose
+placed by the head pose that PnP fits to the face's other points (the eye corners, nose, brows, ...; not
+the eye centres, which a detector may pull towards the iris), as ETH-XGaze's demo and EVE's preprocessing
+place them. The head pose
 of data normalization is then that pose too. A face with fewer than four such points (Haar, dlib's 5-point
 model) gets the pose from its eyes as well, which puts the model's eyes back on the detected ones.
 
