@@ -28,6 +28,7 @@ from gaze_estimation.landmarks import (
     LandmarkConfig,
     MediaPipeLandmarker,
     build_detector,
+    eye_centres,
     head_pose_from_eyes,
     head_pose_pnp,
     load_face_model,
@@ -43,7 +44,16 @@ from gaze_estimation.normalization import (
     transform_points,
     warp_crop,
 )
-from gaze_estimation.raw import Frame, RawGazePredictor, normalize_face, video_frames
+from gaze_estimation.raw import (
+    FaceResult,
+    Frame,
+    FrameResult,
+    RawConfig,
+    RawGazePredictor,
+    csv_rows,
+    normalize_face,
+    video_frames,
+)
 from gaze_estimation.synthetic import (
     make_camera_images,
     random_camera_faces,
@@ -55,7 +65,7 @@ from gaze_estimation.synthetic import (
 from gaze_estimation.synthetic_eve import write_video
 from gaze_estimation.temporal import TemporalStream
 from perception_shared.checkpoint import atomic_save
-from perception_shared.config import config_to_dict
+from perception_shared.config import config_to_dict, load_config
 from perception_shared.errors import ConfigError
 
 NORM = NormalizationConfig()
@@ -164,6 +174,41 @@ def test_pnp_and_two_eye_pose_on_an_exactly_projected_face_model():
     # in depth; the normalizing rotation, which only uses its component across the view, is unaffected
     truth = normalizing_rotation(t, np.array([1.0, 0.0, 0.0]))
     assert rotation_deg(normalizing_rotation(eyes.eye_midpoint, eyes.rotation[:, 0]), truth) < 0.2
+
+
+def test_eye_crops_centred_on_the_face_model_do_not_follow_moved_eye_points():
+    """``landmarks.eye_centres: face_model``: the pose from the points other than the eyes (corners, brows, nose,
+    mouth of the synthetic model, projected exactly), the crops on the model's eye centres placed by it. Eye
+    centres pulled towards the iris (as dlib's are on the renders) move the crops of ``landmarks`` only."""
+    k = np.array([[600.0, 0, 319.5], [0, 600.0, 239.5], [0, 0, 1]])
+    rot = __import__("cv2").Rodrigues(np.array([-0.1, 0.3, 0.12]))[0]
+    t = np.array([-30.0, 25.0, 560.0])
+    points = {n: tuple((k @ (rot @ p + t))[:2] / (k @ (rot @ p + t))[2]) for n, p in SYNTHETIC_MODEL.items()}
+    true_eyes = {e: points[e] for e in ("right_eye", "left_eye")}
+    pulled = {**points, "right_eye": (points["right_eye"][0] + 3.0, points["right_eye"][1] - 2.0), "left_eye": (points["left_eye"][0] + 2.5, points["left_eye"][1])}
+    face = FaceLandmarks((0.0, 0.0, 1.0, 1.0), pulled, "stub")
+    image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    model_n = normalize_face(image, k, face, SYNTHETIC_MODEL, NORM, "face_model")
+    assert model_n.head.method == "pnp" and rotation_deg(model_n.head.rotation, rot) < 0.01
+    np.testing.assert_allclose(np.array(list(model_n.eyes.values())), np.array(list(true_eyes.values())), atol=1e-3)
+    exact = normalize_face(image, k, FaceLandmarks(face.box, points, "stub"), SYNTHETIC_MODEL, NORM)
+    assert np.array_equal(model_n.leye, exact.leye) and np.array_equal(model_n.reye, exact.reye)
+    detected_n = normalize_face(image, k, face, SYNTHETIC_MODEL, NORM)
+    assert detected_n.eyes == {e: pulled[e] for e in true_eyes} and not np.array_equal(detected_n.reye, exact.reye)
+    # gaze.csv's eye centres are those the crops are centred on
+    row = dict(zip(("reye_x", "reye_y", "leye_x", "leye_y"), csv_rows(FrameResult(Frame("a.png", 0, None, image), [FaceResult(0, model_n)]))[0][12:16]))
+    assert float(row["reye_x"]) == pytest.approx(true_eyes["right_eye"][0], abs=0.01) and float(row["leye_y"]) == pytest.approx(true_eyes["left_eye"][1], abs=0.01)
+    # fewer than four points beside the eyes: the eyes join the PnP; two eyes only: the two-eye pose puts the
+    # model's eyes back on the detected ones
+    few = FaceLandmarks(face.box, {n: pulled[n] for n in ("right_eye", "left_eye", "nose_base", "mouth")}, "stub")
+    assert eye_centres(k, few, SYNTHETIC_MODEL, "face_model")[0].method == "pnp"
+    head, eyes = eye_centres(k, FaceLandmarks(face.box, {e: pulled[e] for e in true_eyes}, "stub"), SYNTHETIC_MODEL, "face_model")
+    assert head.method == "eyes"
+    np.testing.assert_allclose(np.array(list(eyes.values())), np.array([pulled[e] for e in true_eyes]), atol=0.05)
+    with pytest.raises(ConfigError, match="eye_centres"):
+        load_config(RawConfig, None, ["landmarks.eye_centres=iris"])
+    with pytest.raises(ConfigError, match="unknown source 'iris'"):
+        eye_centres(k, face, SYNTHETIC_MODEL, "iris")  # type: ignore[arg-type]
 
 
 def test_mediapipe_path_with_a_stand_in_landmarker(tmp_path):

@@ -47,6 +47,12 @@ MMOD = "mmod_human_face_detector.dat"
 IBUG_RIGHT_EYE = range(36, 42)
 IBUG_LEFT_EYE = range(42, 48)
 IBUG_POINTS = {
+    "right_brow_outer": 17,  # the brows' ends and tops (no face model of real faces holds them: brows move)
+    "right_brow": 19,
+    "right_brow_inner": 21,
+    "left_brow_inner": 22,
+    "left_brow": 24,
+    "left_brow_outer": 26,
     "right_eye_outer": 36,
     "right_eye_inner": 39,
     "left_eye_inner": 42,
@@ -90,8 +96,8 @@ def dlib_model_file(name: str) -> Path:
 def shape_to_landmarks(points: np.ndarray, box: tuple[float, float, float, float], score: float | None, method: str) -> FaceLandmarks:
     """A dlib shape ``(68, 2)`` or ``(5, 2)`` in pixels -> named points.
 
-    68 points: the eye centres are the means of each eye's six contour points, with the eye and mouth
-    corners and the nose tip for PnP. 5 points: the eye centres are the midpoints of the corners, and only
+    68 points: the eye centres are the means of each eye's six contour points, with the brows' ends and
+    tops, the eye and mouth corners and the nose points for PnP (each used where the face model has it). 5 points: the eye centres are the midpoints of the corners, and only
     they are given (the four corners lie almost on a line, too little for a head pose by PnP).
     """
     p = np.asarray(points, dtype=np.float64)

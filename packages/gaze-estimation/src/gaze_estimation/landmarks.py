@@ -17,6 +17,14 @@ it finds, largest first:
   ``mediapipe`` package; ``landmarks.model_path``). Its 478-point mesh gives the eye corners, nose tip
   and mouth corners, and the full head pose comes from ``cv2.solvePnP`` against the face model.
 
+Where the eye crops are centred (``landmarks.eye_centres``): ``landmarks`` (the default), the detector's
+eye centres (dlib: the mean of each eye's six contour points); ``face_model``, the face model's eye centres
+placed by the head pose that PnP fits to the face's other points (the eye corners, nose, brows, ...; not
+the eye centres, which a detector may pull towards the iris), as ETH-XGaze's demo and EVE's preprocessing
+place them. The head pose
+of data normalization is then that pose too. A face with fewer than four such points (Haar, dlib's 5-point
+model) gets the pose from its eyes as well, which puts the model's eyes back on the detected ones.
+
 Face models hold named 3D points in millimetres in the frame of data normalization's face models:
 origin midway between the eye centres, x towards the subject's left, y down, z into the head. PnP uses
 every point that both the face model and the detector name.
@@ -28,9 +36,11 @@ every point that both the face model and the detector name.
   smiling face the mouth corners pull the pose by tens of degrees in pitch.
 * ``generic``: the 6-point model of Zhang et al.'s normalization code (eye corners and mouth corners), the
   eye centres midway between the corners, and a nose tip from average anthropometry.
-* ``synthetic``: the head of ``make-synthetic``: the eye centres, the mouth's centre and ``nose_base``,
-  the renderer's ``nose`` landmark (it draws the nose as a dark base below a lit bridge, with no tip:
-  dlib's point 33, not its nose tip 30, lands there).
+* ``synthetic``: the head of ``make-synthetic``: the eye centres (the eyeballs' centres), the mouth's centre
+  and ``nose_base``, the renderer's ``nose`` landmark (it draws the nose as a dark base below a lit bridge,
+  with no tip: dlib's point 33, not its nose tip 30, lands there), and the ends of what it draws: the
+  eye openings' corners, the brows' ends and tops, the nose shadow's ends (``nose_right``/``nose_left``)
+  and the mouth's corners, for a mean participant (``synthetic.SYNTHETIC_FACE_MODEL``).
 * a JSON file ``{"name": [x, y, z], ...}`` (or ``{"points": {...}}`` with other keys beside it) gives any other.
 """
 
@@ -40,7 +50,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
@@ -51,6 +61,8 @@ from perception_shared.logging import get_logger
 from .synthetic import SYNTHETIC_FACE_MODEL
 
 EYES = ("right_eye", "left_eye")
+EyeCentres = Literal["landmarks", "face_model"]
+EYE_CENTRE_SOURCES: tuple[str, ...] = get_args(EyeCentres)
 
 GENERIC_FACE_MODEL: dict[str, tuple[float, float, float]] = {
     "right_eye_outer": (-45.1, -0.5, 2.4),
@@ -110,8 +122,13 @@ class LandmarkConfig:
     # the new frame). Off by default, so that a frame gives the same numbers in a video as in an image.
     smooth: bool = False
     smooth_alpha: float = 0.5
+    # Where the eye crops are centred: the detector's eye centres ('landmarks'), or the face model's eye
+    # centres placed by the head pose fitted to the face's other points ('face_model'); see the module doc.
+    eye_centres: EyeCentres = "landmarks"
 
     def __post_init__(self) -> None:
+        if self.eye_centres not in EYE_CENTRE_SOURCES:
+            raise ValueError(f"landmarks.eye_centres must be one of {', '.join(EYE_CENTRE_SOURCES)}, got {self.eye_centres!r}")
         if self.max_faces < 1:
             raise ValueError(f"landmarks.max_faces must be at least 1, got {self.max_faces}")
         if self.upsample < 0:
@@ -400,12 +417,15 @@ def head_pose_from_eyes(camera_matrix: np.ndarray, right_eye: np.ndarray, left_e
     return HeadPose(np.stack([hx, hy, np.cross(hx, hy)], axis=1), mid, "eyes")
 
 
-def head_pose_pnp(camera_matrix: np.ndarray, points: dict[str, tuple[float, float]], model: dict[str, np.ndarray]) -> HeadPose | None:
+def head_pose_pnp(
+    camera_matrix: np.ndarray, points: dict[str, tuple[float, float]], model: dict[str, np.ndarray], *, eyes: bool = True
+) -> HeadPose | None:
     """Full head pose by ``cv2.solvePnP`` (SQPnP, then Levenberg-Marquardt) on the named points both have.
 
-    Needs four points or more; None when there are fewer or the solution puts the face behind the camera.
+    ``eyes``: the eye centres are among the points (False: every other point, not them). Needs four
+    points or more; None when there are fewer or the solution puts the face behind the camera.
     """
-    names = [n for n in points if n in model and n not in EYES] + list(EYES)
+    names = [n for n in points if n in model and n not in EYES] + (list(EYES) if eyes else [])
     if len(names) < 4:
         return None
     obj = np.array([model[n] for n in names], dtype=np.float64)
@@ -422,9 +442,14 @@ def head_pose_pnp(camera_matrix: np.ndarray, points: dict[str, tuple[float, floa
     return HeadPose(rot, mid, "pnp")
 
 
-def estimate_head_pose(camera_matrix: np.ndarray, face: FaceLandmarks, model: dict[str, np.ndarray]) -> HeadPose:
-    """PnP when the face has enough points the model knows, else the two-eye estimate."""
-    pose = head_pose_pnp(camera_matrix, face.points, model)
+def estimate_head_pose(camera_matrix: np.ndarray, face: FaceLandmarks, model: dict[str, np.ndarray], *, eyes: bool = True) -> HeadPose:
+    """PnP when the face has enough points the model knows, else the two-eye estimate.
+
+    ``eyes`` False: PnP on the points other than the eye centres (when there are four of them or more).
+    """
+    pose = head_pose_pnp(camera_matrix, face.points, model, eyes=eyes)
+    if pose is None and not eyes:  # fewer than four other points: the eyes join them
+        pose = head_pose_pnp(camera_matrix, face.points, model)
     if pose is not None:
         return pose
     distance = float(np.linalg.norm(model["left_eye"] - model["right_eye"]))
@@ -432,3 +457,21 @@ def estimate_head_pose(camera_matrix: np.ndarray, face: FaceLandmarks, model: di
     # The model's origin is midway between its eye centres, wherever they are in the model.
     offset = (model["left_eye"] + model["right_eye"]) / 2
     return HeadPose(pose.rotation, pose.eye_midpoint - pose.rotation @ offset, pose.method)
+
+
+def project(camera_matrix: np.ndarray, point: np.ndarray) -> tuple[float, float]:
+    """A point in camera coordinates (mm) -> its pixel (OpenCV pixel-centre coordinates)."""
+    h = np.asarray(camera_matrix, dtype=np.float64) @ point
+    return float(h[0] / h[2]), float(h[1] / h[2])
+
+
+def eye_centres(
+    camera_matrix: np.ndarray, face: FaceLandmarks, model: dict[str, np.ndarray], source: EyeCentres = "landmarks"
+) -> tuple[HeadPose, dict[str, tuple[float, float]]]:
+    """The head pose and the two eye centres (pixels) the eye crops are centred on (``landmarks.eye_centres``)."""
+    if source == "landmarks":
+        return estimate_head_pose(camera_matrix, face, model), {e: face.points[e] for e in EYES}
+    if source == "face_model":
+        head = estimate_head_pose(camera_matrix, face, model, eyes=False)
+        return head, {e: project(camera_matrix, head.point(model[e])) for e in EYES}
+    raise ConfigError(f"landmarks.eye_centres: unknown source {source!r}; use {' or '.join(EYE_CENTRE_SOURCES)}")

@@ -14,7 +14,9 @@ with PyAV; ``every`` keeps every N-th frame). Outputs in ``OUT``:
   head_pose,detector_score,box_x,box_y,box_w,box_h,reye_x,reye_y,leye_x,leye_y,head_pitch_deg,head_yaw_deg,
   head_roll_deg,pitch,yaw,dir_x,dir_y,dir_z,origin_x,origin_y,origin_z,norm_pitch,norm_yaw,screen_x_mm,
   screen_y_mm,screen_x_px,screen_y_px,on_screen``. ``reye_*``/``leye_*`` are the centres of the subject's
-  right and left eye in image pixels (the right eye is on the image's left); ``head_*_deg`` the head pose
+  right and left eye in image pixels (the right eye is on the image's left) on which the eye crops are
+  centred: the detector's, or the face model's placed by the head pose (``landmarks.eye_centres``);
+  ``head_*_deg`` the head pose
   (``HeadPose.angles_deg``: 0 facing the camera upright, pitch > 0 up, yaw > 0 towards the image's left,
   roll > 0 clockwise in the image); ``detector_score`` the face detector's confidence where it has one
   (dlib). ``pitch``/``yaw`` (radians) are the gaze in the
@@ -28,7 +30,7 @@ with PyAV; ``every`` keeps every N-th frame). Outputs in ``OUT``:
 * ``gaze_summary.json``: counts, every frame without a face and why (``frames_without_face``), the camera
   matrix used, the normalization, detector, face model, checkpoint and its weights, and the conventions.
 * with ``--annotate``: ``annotated/`` with each image as a PNG (and each video as an MP4) with the face
-  box, the eye points and the gaze ray drawn (its projection into the image, ``arrow_mm`` long).
+  box, the eye centres of ``gaze.csv`` and the gaze ray drawn (its projection into the image, ``arrow_mm`` long).
 """
 
 from __future__ import annotations
@@ -57,11 +59,12 @@ from .geometry import pitchyaw_to_vector
 from .h5format import EYE_SIZE, FACE_SIZE
 from .landmarks import (
     Detector,
+    EyeCentres,
     FaceLandmarks,
     HeadPose,
     LandmarkConfig,
     build_detector,
-    estimate_head_pose,
+    eye_centres,
     load_face_model,
     resolve_detector,
 )
@@ -216,21 +219,31 @@ class NormalizedFace:
     warp: np.ndarray  # (3, 3) image -> face crop
     head: HeadPose
     landmarks: FaceLandmarks
+    eyes: dict[str, tuple[float, float]]  # the eye centres (image pixels) the eye crops are centred on
 
 
 def normalize_face(
-    image: np.ndarray, camera_matrix: np.ndarray, face: FaceLandmarks, model: dict[str, np.ndarray], cfg: NormalizationConfig
+    image: np.ndarray,
+    camera_matrix: np.ndarray,
+    face: FaceLandmarks,
+    model: dict[str, np.ndarray],
+    cfg: NormalizationConfig,
+    eye_source: EyeCentres = "landmarks",
 ) -> NormalizedFace:
-    """Head pose, face centre, normalizing rotation and the three crops of one detected face."""
-    head = estimate_head_pose(camera_matrix, face, model)
+    """Head pose, face centre, normalizing rotation and the three crops of one detected face.
+
+    ``eye_source``: where the eye crops are centred (``landmarks.eye_centres``: the detector's eye centres,
+    or the face model's placed by the head pose fitted to the other points).
+    """
+    head, eyes = eye_centres(camera_matrix, face, model, eye_source)
     centre = head.point(cfg.face_centre_mm)
     rot = normalizing_rotation(centre, head.rotation[:, 0])
     w = face_warp(camera_matrix, centre, rot, cfg)
     crops = {}
     for name, point in (("leye", "left_eye"), ("reye", "right_eye")):
-        c = transform_points(w, np.array(face.points[point]))
+        c = transform_points(w, np.array(eyes[point]))
         crops[name] = warp_crop(image, crop_warp(w, c, cfg.eye_span_px, EYE_SIZE), EYE_SIZE)
-    return NormalizedFace(warp_crop(image, w, FACE_SIZE), crops["leye"], crops["reye"], rot, centre, w, head, face)
+    return NormalizedFace(warp_crop(image, w, FACE_SIZE), crops["leye"], crops["reye"], rot, centre, w, head, face, eyes)
 
 
 @dataclass
@@ -273,6 +286,7 @@ class RawGazePredictor:
     ``intrinsics``: a ``Calibration`` (camera matrix, distortion and screen), a ``(3, 3)`` camera
     matrix, or None (``default_camera_matrix`` with ``focal_px`` per image size). ``smoother``: smooths the
     landmarks over the frames of a video (None: every frame on its own, as an image would be).
+    ``eye_centres``: where the eye crops are centred (``LandmarkConfig.eye_centres``).
 
     A temporal model (``gazetr_temporal``) runs causally, one frame in, one gaze out, its state carried
     from frame to frame: the largest face of each frame (``face_index`` 0) continues the stream; a new
@@ -291,6 +305,7 @@ class RawGazePredictor:
         intrinsics: Calibration | np.ndarray | None = None,
         focal_px: float | None = None,
         smoother: LandmarkSmoother | None = None,
+        eye_centres: EyeCentres = "landmarks",
     ) -> None:
         self.model = model.eval()
         self.normalization = normalization
@@ -301,6 +316,7 @@ class RawGazePredictor:
         self._matrix = intrinsics.camera_matrix if isinstance(intrinsics, Calibration) else intrinsics
         self.focal_px = focal_px
         self.smoother = smoother
+        self.eye_centres = eye_centres
         self.stream = TemporalStream(model) if isinstance(model, GazeTRTemporal) else None
         self._stream_source: str | None = None  # the source the stream's state belongs to (None: no stream)
 
@@ -384,7 +400,7 @@ class RawGazePredictor:
             found = self.detect(frame)
             if found and frame.image is not None:
                 k = self.camera_matrix(frame.image.shape[1], frame.image.shape[0])
-                result.faces = [FaceResult(i, normalize_face(frame.image, k, f, self.face_model, self.normalization)) for i, f in enumerate(found)]
+                result.faces = [FaceResult(i, normalize_face(frame.image, k, f, self.face_model, self.normalization, self.eye_centres)) for i, f in enumerate(found)]
                 n_faces += len(found)
             pending.append(result)
             if n_faces >= batch_size:
@@ -409,7 +425,7 @@ def csv_rows(r: FrameResult) -> list[list[str]]:
     for fr in r.faces:
         n, marks = fr.face, fr.face.landmarks
         row = start + [str(fr.index), "1", marks.method, n.head.method, "" if marks.score is None else f"{marks.score:.4f}"]
-        row += [_fmt(v, 1) for v in marks.box] + [_fmt(v, 2) for v in (*marks.points["right_eye"], *marks.points["left_eye"])]
+        row += [_fmt(v, 1) for v in marks.box] + [_fmt(v, 2) for v in (*n.eyes["right_eye"], *n.eyes["left_eye"])]
         row += [_fmt(v, 2) for v in n.head.angles_deg()]
         if fr.gaze is None or fr.gaze_normalized is None:
             rows.append(row + [""] * (len(CSV_COLUMNS) - len(row)))
@@ -425,7 +441,7 @@ def csv_rows(r: FrameResult) -> list[list[str]]:
 
 
 def draw_result(r: FrameResult, camera_matrix: np.ndarray, arrow_mm: float, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """The frame with each face's box, eye points and gaze ray (``arrow_mm`` long, projected) drawn on it.
+    """The frame with each face's box, eye centres and gaze ray (``arrow_mm`` long, projected) drawn on it.
 
     A frame that could not be decoded is drawn black, of ``shape`` (the video's previous frame's).
     """
@@ -436,7 +452,7 @@ def draw_result(r: FrameResult, camera_matrix: np.ndarray, arrow_mm: float, shap
     for fr in r.faces:
         x, y, w, h = (int(round(v)) for v in fr.face.landmarks.box)
         cv2.rectangle(img, (x, y), (x + w, y + h), (255, 255, 0), 1, cv2.LINE_AA)
-        for point in (fr.face.landmarks.points["right_eye"], fr.face.landmarks.points["left_eye"]):
+        for point in (fr.face.eyes["right_eye"], fr.face.eyes["left_eye"]):
             cv2.circle(img, tuple(int(round(v)) for v in point), 3, (0, 255, 0), -1, cv2.LINE_AA)
         if fr.gaze is None:
             continue
@@ -499,7 +515,7 @@ def run_predict_raw(
     detector = build_detector(replace(marks, detector=detector_name))
     predictor = RawGazePredictor(
         model, norm, detector, load_face_model(marks.face_model), device=device, intrinsics=calib, focal_px=cfg.focal_px,
-        smoother=LandmarkSmoother(marks.smooth_alpha) if marks.smooth else None,
+        smoother=LandmarkSmoother(marks.smooth_alpha) if marks.smooth else None, eye_centres=marks.eye_centres,
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -401,7 +401,28 @@ def synthetic_face_model(sep: float = 65.0) -> dict[str, tuple[float, float, flo
 
 # The synthetic head's landmarks in millimetres, for head-pose estimation on its renders (with the
 # default normalization, one scene unit is one millimetre).
-SYNTHETIC_FACE_MODEL = synthetic_face_model()
+SYNTHETIC_FACE_MODEL = {
+    **synthetic_face_model(),
+    # The ends of what the renderer draws, for a mean participant (eye_sep 65, eye_w 14, eyeball_r 12.25),
+    # in the same frame: the eye openings' corners (an opening sits eyeball_r in front of its eyeball's
+    # centre, eye_w to either side), the brows' ends and tops (8 in front of and 14 above the eyeball's
+    # centre, 1.2 eye_w to either side, 2.6 high), the nose shadow's ends and the mouth's corners (10 and 20
+    # beside their centres): points that do not follow the iris, for PnP (landmarks.eye_centres: face_model).
+    "right_eye_outer": (-46.5, 0.0, -12.25),
+    "right_eye_inner": (-18.5, 0.0, -12.25),
+    "left_eye_inner": (18.5, 0.0, -12.25),
+    "left_eye_outer": (46.5, 0.0, -12.25),
+    "right_brow_outer": (-49.3, -14.0, -8.0),
+    "right_brow": (-32.5, -16.6, -8.0),
+    "right_brow_inner": (-15.7, -14.0, -8.0),
+    "left_brow_inner": (15.7, -14.0, -8.0),
+    "left_brow": (32.5, -16.6, -8.0),
+    "left_brow_outer": (49.3, -14.0, -8.0),
+    "nose_right": (-10.0, 38.0, -23.43),
+    "nose_left": (10.0, 38.0, -23.43),
+    "mouth_right": (-20.0, 66.0, -1.84),
+    "mouth_left": (20.0, 66.0, -1.84),
+}
 
 
 @dataclass
