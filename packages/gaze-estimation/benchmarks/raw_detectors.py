@@ -117,8 +117,9 @@ def main() -> None:
         @functools.cache
         def pairing() -> tuple[dict[int, dict[str, np.ndarray]], dict[int, int]]:
             # on first use (after the "dlib" row has found the faces, so that its time includes detection)
-            found = [i for i in range(args.n) if dlib_default(r.images[i])]
-            mm = {i: {k: np.subtract(dlib_default(r.images[i])[0].points[k], r.landmarks[k][i]) * dist[i] for k in EYES} for i in found}
+            faces = {i: dlib_default(r.images[i]) for i in range(args.n)}
+            found = [i for i in range(args.n) if faces[i]]
+            mm = {i: {k: np.subtract(faces[i][0].points[k], r.landmarks[k][i]) * dist[i] for k in EYES} for i in found}
             return mm, dict(zip(found, np.random.default_rng(args.seed).permutation(found)))
 
         def offset(i: int, eye: str) -> np.ndarray:

@@ -11,6 +11,7 @@ import json
 import math
 
 import av
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -158,7 +159,7 @@ def test_landmarks_with_pnp_recover_rotation_head_pose_and_face_centre(renders):
 def test_pnp_and_two_eye_pose_on_an_exactly_projected_face_model():
     k = np.array([[800.0, 0, 320], [0, 800.0, 240], [0, 0, 1]])
     rvec = np.array([0.15, -0.35, 0.1])
-    rot = __import__("cv2").Rodrigues(rvec)[0]
+    rot = cv2.Rodrigues(rvec)[0]
     t = np.array([40.0, -20.0, 650.0])
     model = {n: np.asarray(p) for n, p in GENERIC_FACE_MODEL.items()}
     points = {n: tuple((k @ (rot @ p + t))[:2] / (k @ (rot @ p + t))[2]) for n, p in model.items()}
@@ -181,7 +182,7 @@ def test_eye_crops_centred_on_the_face_model_do_not_follow_moved_eye_points():
     mouth of the synthetic model, projected exactly), the crops on the model's eye centres placed by it. Eye
     centres pulled towards the iris (as dlib's are on the renders) move the crops of ``landmarks`` only."""
     k = np.array([[600.0, 0, 319.5], [0, 600.0, 239.5], [0, 0, 1]])
-    rot = __import__("cv2").Rodrigues(np.array([-0.1, 0.3, 0.12]))[0]
+    rot = cv2.Rodrigues(np.array([-0.1, 0.3, 0.12]))[0]
     t = np.array([-30.0, 25.0, 560.0])
     points = {n: tuple((k @ (rot @ p + t))[:2] / (k @ (rot @ p + t))[2]) for n, p in SYNTHETIC_MODEL.items()}
     true_eyes = {e: points[e] for e in ("right_eye", "left_eye")}
@@ -217,7 +218,7 @@ def test_mediapipe_path_with_a_stand_in_landmarker(tmp_path):
     the full-pose path that a real Face Landmarker result goes through."""
     width, height = 640, 480
     k = np.array([[600.0, 0, 319.5], [0, 600.0, 239.5], [0, 0, 1]])
-    rot = __import__("cv2").Rodrigues(np.array([0.1, 0.3, -0.05]))[0]
+    rot = cv2.Rodrigues(np.array([0.1, 0.3, -0.05]))[0]
     t = np.array([-30.0, 10.0, 600.0])
     for model_name in ("canonical", "generic"):  # each model's own points projected; the other indices random
         model = load_face_model(model_name)

@@ -66,6 +66,7 @@ from .landmarks import (
     build_detector,
     eye_centres,
     load_face_model,
+    project,
     resolve_detector,
 )
 from .normalization import (
@@ -459,8 +460,7 @@ def draw_result(r: FrameResult, camera_matrix: np.ndarray, arrow_mm: float, shap
         d = -pitchyaw_to_vector(torch.from_numpy(fr.gaze)).numpy()
         ends = np.stack([fr.face.face_centre, fr.face.face_centre + arrow_mm * d])
         if (ends[:, 2] > 1.0).all():
-            h2 = ends @ camera_matrix.T
-            a, b = (tuple(int(round(v)) for v in p[:2] / p[2]) for p in h2)
+            a, b = (tuple(int(round(v)) for v in project(camera_matrix, p)) for p in ends)
             cv2.arrowedLine(img, a, b, (255, 0, 0), 2, cv2.LINE_AA, tipLength=0.15)
         label = f"{fr.index}: pitch {np.degrees(fr.gaze[0]):+.1f} yaw {np.degrees(fr.gaze[1]):+.1f} deg"
         cv2.putText(img, label, (max(x, 0), max(y - 6, 14)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
